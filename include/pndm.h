@@ -1,0 +1,250 @@
+/* pndm.h — diffusion image generation on the CPU with PNDM, a native counterpart of
+ * Hugging Face diffusers' PNDMPipeline (UNet2DModel + PNDMScheduler).
+ *
+ * This header is the manual. Usage:
+ *
+ *     pndm_error err;
+ *     pndm_model *m = NULL;
+ *     if (pndm_model_load("model.safetensors", &m, &err) != PNDM_OK) {
+ *         fprintf(stderr, "%s\n", err.msg); return err.code;
+ *     }
+ *     pndm_gen_params p = pndm_gen_default_params();
+ *     p.steps = 50; p.batch = 4; p.seed = 42;
+ *     size_t n = pndm_gen_latent_count(m, &p);            // B*C*H*W floats
+ *     float *lat = malloc(n * sizeof *lat);
+ *     if (pndm_generate(m, &p, NULL, lat, &err) != PNDM_OK) { ... }
+ *     // lat: (B, C, H, W) final latents, image = clamp(lat/2 + 0.5, 0, 1)
+ *     pndm_model_free(m);
+ *
+ * Conventions
+ *   - Every fallible function returns a pndm_status and, when it is not PNDM_OK, fills the
+ *     caller-owned pndm_error (may be NULL) with the same code and one line naming the file,
+ *     tensor or option at fault. No function calls exit() or prints, except where documented
+ *     (progress callbacks are the caller's).
+ *   - Tensors are float32, C order; shapes are given in comments as (B, C, H, W).
+ *   - Thread safety: a pndm_model is read-only after loading; pndm_unet_forward and
+ *     pndm_generate may run concurrently on one model only with distinct workspaces, which the
+ *     functions allocate themselves. The RNG and sampler objects are not shared.
+ *   - Determinism: results are byte-identical for every thread count, and image i of a batch
+ *     does not depend on the batch size (every image is computed by the same operations).
+ */
+#ifndef PNDM_H
+#define PNDM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors. The numeric values double as pndm-gen's exit codes.                               */
+
+typedef enum pndm_status {
+    PNDM_OK = 0,
+    PNDM_ERR_INTERNAL = 1,    /* a bug: please report */
+    PNDM_ERR_USAGE = 2,       /* invalid argument or flag value */
+    PNDM_ERR_MODEL = 3,       /* model / config / scheduler file invalid or unsupported */
+    PNDM_ERR_IO = 4,          /* a file cannot be read or written */
+    PNDM_ERR_NOMEM = 5,       /* out of memory, or a request larger than the machine allows */
+    PNDM_ERR_INPUT = 6,       /* an input data file (.npy) is malformed or has the wrong shape */
+    PNDM_ERR_INTERRUPTED = 7  /* cancelled (SIGINT/SIGTERM or the cancel flag) */
+} pndm_status;
+
+typedef struct pndm_error {
+    pndm_status code;
+    char msg[1024];
+} pndm_error;
+
+/* Short name of a status ("ok", "usage error", "model error", ...). */
+const char *pndm_status_name(pndm_status s);
+/* Version string, e.g. "0.1.0". */
+const char *pndm_version(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Random numbers identical to PyTorch's CPU generator (torch 1.13, x86-64 AVX2 build):       */
+/* torch.manual_seed(seed); torch.randn(n) gives the same float32 bits as pndm_randn.        */
+
+typedef struct pndm_rng {
+    uint32_t mt[624];
+    int mti;
+    uint64_t seed;     /* as given to pndm_rng_seed (only the low 32 bits seed the engine) */
+    int has_cached;    /* torch's cached double normal (scalar path, numel < 16) */
+    double cached;
+} pndm_rng;
+
+void pndm_rng_seed(pndm_rng *r, uint64_t seed);
+uint32_t pndm_rng_u32(pndm_rng *r);
+/* torch.randn(n): n >= 16 takes the vectorised float path (Box-Muller in chunks of 16, tail
+ * recomputed), n < 16 the scalar double path. */
+void pndm_randn(pndm_rng *r, float *out, size_t n);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Schedulers. A schedule (betas, timesteps) is kept apart from the stepping method; the      */
+/* pipeline only sees the sampler interface below.                                            */
+
+typedef enum { PNDM_BETA_LINEAR, PNDM_BETA_SCALED_LINEAR, PNDM_BETA_SQUAREDCOS_CAP_V2 } pndm_beta_schedule;
+typedef enum { PNDM_PRED_EPSILON, PNDM_PRED_V } pndm_prediction_type;
+typedef enum { PNDM_SPACING_LEADING, PNDM_SPACING_LINSPACE, PNDM_SPACING_TRAILING } pndm_spacing;
+
+typedef struct pndm_scheduler_config {
+    int num_train_timesteps;          /* 1000 */
+    double beta_start, beta_end;      /* 0.0001, 0.02 */
+    pndm_beta_schedule beta_schedule; /* linear */
+    float *trained_betas;             /* NULL, or num_train_timesteps values (owned) */
+    int skip_prk_steps;               /* 0 */
+    int set_alpha_to_one;             /* 0 */
+    pndm_prediction_type prediction_type; /* epsilon */
+    pndm_spacing timestep_spacing;    /* leading */
+    int steps_offset;                 /* 0 */
+} pndm_scheduler_config;
+
+/* diffusers' PNDMScheduler defaults. */
+pndm_scheduler_config pndm_scheduler_default_config(void);
+/* Parse a scheduler_config.json text (any diffusers scheduler's; keys PNDMScheduler ignores are
+ * accepted, invalid values refused by name). `source` names the file in messages. */
+pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source,
+                                        pndm_scheduler_config *cfg, pndm_error *err);
+void pndm_scheduler_config_free(pndm_scheduler_config *cfg); /* frees trained_betas */
+/* One line describing the config, for PNG metadata and logs. */
+void pndm_scheduler_config_describe(const pndm_scheduler_config *cfg, char *buf, size_t size);
+
+typedef struct pndm_sampler pndm_sampler;
+/* PNDM (PRK warm-up then PLMS) for `steps` inference steps: steps+9 model calls
+ * (steps+1 with skip_prk_steps). */
+pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps,
+                                     pndm_sampler **out, pndm_error *err);
+void pndm_sampler_free(pndm_sampler *s);
+int pndm_sampler_num_calls(const pndm_sampler *s);
+/* Timestep given to the model at call i (0 <= i < num_calls). */
+int64_t pndm_sampler_timestep(const pndm_sampler *s, int call);
+/* One scheduler step for call i: sample (n floats, in/out) <- step(model_out, t_i, sample).
+ * Calls must be made in order 0, 1, ... */
+pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out, float *sample,
+                              size_t n, pndm_error *err);
+/* Restart at call 0 (clears the multistep history). */
+void pndm_sampler_reset(pndm_sampler *s);
+/* Read-only tables, for tests: betas/alphas_cumprod have num_train_timesteps entries. */
+const float *pndm_sampler_betas(const pndm_sampler *s);
+const float *pndm_sampler_alphas_cumprod(const pndm_sampler *s);
+float pndm_sampler_final_alpha_cumprod(const pndm_sampler *s);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Model: a UNet2DModel (diffusers 0.30 semantics) and its scheduler config.                  */
+
+typedef struct pndm_model pndm_model;
+
+/* Load from: a pndm single-file model (.safetensors with the config in __metadata__), a
+ * diffusers model folder (config.json + diffusion_pytorch_model.safetensors), a diffusers
+ * pipeline folder (model_index.json + unet/ + scheduler/), or a diffusers .safetensors file
+ * with config.json beside it. Everything is validated before use. */
+pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err);
+/* The same from a memory buffer holding a single-file model (not copied; must outlive m). */
+pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name,
+                                   pndm_model **out, pndm_error *err);
+void pndm_model_free(pndm_model *m);
+
+int pndm_model_in_channels(const pndm_model *m);
+int pndm_model_out_channels(const pndm_model *m);
+int pndm_model_sample_size(const pndm_model *m);
+size_t pndm_model_param_count(const pndm_model *m);
+const char *pndm_model_path(const pndm_model *m);
+/* The scheduler config stored with the model (diffusers defaults if none was stored). */
+const pndm_scheduler_config *pndm_model_scheduler_config(const pndm_model *m);
+
+/* One UNet forward. x: (B, C_in, H, W); t: B timesteps (one per element; pass the same value B
+ * times for a shared one); out: (B, C_out, H, W). n_threads <= 0: the default (physical cores).
+ * H and W must be divisible by 2^(levels-1). */
+pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W,
+                              const float *t, float *out, int n_threads, pndm_error *err);
+
+/* Optional: named intermediates of batch element 0 during pndm_unet_forward ("time_proj",
+ * "time_embedding", "down_blocks.0", ..., "mid_block"), for parity tests. */
+typedef void (*pndm_tap_fn)(const char *name, const float *data, size_t n, void *user);
+void pndm_model_set_tap(pndm_model *m, pndm_tap_fn fn, void *user);
+
+/* Default thread count: the number of physical cores. */
+int pndm_default_threads(void);
+/* Kernel path in use (e.g. "avx512", "avx2", "generic"), for -v. */
+const char *pndm_kernel_path(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Generation (PNDMPipeline).                                                                 */
+
+typedef void (*pndm_progress_fn)(int call, int total_calls, int64_t timestep, void *user);
+
+typedef struct pndm_gen_params {
+    int steps;                 /* inference steps (50) */
+    int batch;                 /* images (1) */
+    uint64_t seed;             /* torch.manual_seed(seed) (0) */
+    int per_image_seeds;       /* 0: one generator for the batch; 1: image i uses seed+i */
+    int n_threads;             /* <= 0: pndm_default_threads() */
+    const pndm_scheduler_config *scheduler; /* NULL: the model's */
+    pndm_progress_fn progress; /* called after each UNet call (may be NULL) */
+    void *progress_user;
+    volatile int *cancel;      /* if non-NULL and set non-zero, stop with PNDM_ERR_INTERRUPTED */
+} pndm_gen_params;
+
+pndm_gen_params pndm_gen_default_params(void);
+/* Number of floats in the noise / latents buffers: batch * C_in * S * S. */
+size_t pndm_gen_latent_count(const pndm_model *m, const pndm_gen_params *p);
+/* Bytes of memory the run will need (weights excluded), for checks before allocating. */
+size_t pndm_gen_memory_estimate(const pndm_model *m, const pndm_gen_params *p);
+/* Runs the pipeline. noise_out (may be NULL): the initial noise; latents_out: the final sample
+ * before clamping. Both (B, C, S, S). */
+pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out,
+                          float *latents_out, pndm_error *err);
+
+/* image = clamp(latent/2 + 0.5, 0, 1), transposed to (B, H, W, C) (diffusers output_type="np"). */
+void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, float *images);
+/* 8-bit pixels as numpy/PIL: round-half-to-even(image*255). n values. */
+void pndm_images_to_u8(const float *images, size_t n, uint8_t *pixels);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Files. Writers write to memory; pndm_write_file_atomic puts bytes on disk under a temporary */
+/* name in the same directory and renames it, so no partial file is ever visible.             */
+
+pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t size, pndm_error *err);
+/* Read a whole file (malloc'ed, NUL-terminated beyond size). max_size 0 = no limit. */
+pndm_status pndm_read_file(const char *path, size_t max_size, char **data, size_t *size, pndm_error *err);
+
+typedef enum { PNDM_NPY_F32, PNDM_NPY_F64, PNDM_NPY_I64, PNDM_NPY_I32, PNDM_NPY_U8, PNDM_NPY_U32 } pndm_npy_dtype;
+typedef struct pndm_npy {
+    pndm_npy_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    size_t count;      /* product of shape */
+    void *data;        /* malloc'ed, native little-endian, C order */
+} pndm_npy;
+/* Parse .npy (format 1.0/2.0/3.0, little-endian or byte-swapped, C or Fortran order -> C). */
+pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pndm_npy *out, pndm_error *err);
+pndm_status pndm_npy_load(const char *path, pndm_npy *out, pndm_error *err);
+void pndm_npy_free(pndm_npy *a);
+/* Convert any numeric array to a malloc'ed float32 copy. */
+pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err);
+/* Serialize float32 data of the given shape into a malloc'ed .npy buffer. */
+pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out,
+                                size_t *out_size, pndm_error *err);
+/* encode + pndm_write_file_atomic */
+pndm_status pndm_npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape,
+                              pndm_error *err);
+
+/* PNG: 8-bit gray (channels 1) or RGB (3), rows top to bottom, interleaved channels.
+ * text: n_text key/value pairs stored as tEXt/iTXt chunks (generation parameters). */
+typedef struct pndm_png_text { const char *key; const char *value; } pndm_png_text;
+pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels,
+                            const pndm_png_text *text, int n_text, void **out, size_t *out_size,
+                            pndm_error *err);
+/* Read the text chunks back: calls fn(key, value, user) for each. */
+typedef void (*pndm_png_text_fn)(const char *key, const char *value, void *user);
+pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
+                               pndm_png_text_fn fn, void *user, pndm_error *err);
+/* Decode an 8-bit gray/RGB PNG (for tests and golden comparisons). *pixels malloc'ed. */
+pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels,
+                            int *width, int *height, int *channels, pndm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PNDM_H */

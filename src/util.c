@@ -1,0 +1,168 @@
+/* Errors, size arithmetic and whole-file I/O (atomic writes). */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+pndm_status pndm_fail(pndm_error *err, pndm_status code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+pndm_status pndm_fail_prefix(pndm_error *err, const char *fmt, ...) {
+    if (!err) return PNDM_ERR_INTERNAL;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    size_t pl = strlen(prefix);
+    if (pl > sizeof err->msg - 3) pl = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, pl);
+    err->msg[pl] = ':';
+    err->msg[pl + 1] = ' ';
+    size_t rest = sizeof err->msg - pl - 3;
+    size_t ol = strlen(old);
+    if (ol > rest) ol = rest;
+    memcpy(err->msg + pl + 2, old, ol);
+    err->msg[pl + 2 + ol] = 0;
+    return err->code;
+}
+
+void pndm_error_clear(pndm_error *err) {
+    if (err) { err->code = PNDM_OK; err->msg[0] = 0; }
+}
+
+int pndm_mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+int pndm_add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+const char *pndm_status_name(pndm_status s) {
+    switch (s) {
+    case PNDM_OK: return "ok";
+    case PNDM_ERR_INTERNAL: return "internal error";
+    case PNDM_ERR_USAGE: return "usage error";
+    case PNDM_ERR_MODEL: return "model error";
+    case PNDM_ERR_IO: return "I/O error";
+    case PNDM_ERR_NOMEM: return "out of memory";
+    case PNDM_ERR_INPUT: return "input error";
+    case PNDM_ERR_INTERRUPTED: return "interrupted";
+    }
+    return "unknown error";
+}
+
+const char *pndm_version(void) {
+#ifdef PNDM_VERSION_STRING
+    return PNDM_VERSION_STRING;
+#else
+    return "unknown";
+#endif
+}
+
+pndm_status pndm_read_file(const char *path, size_t max_size, char **data, size_t *size, pndm_error *err) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return pndm_fail(err, PNDM_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    if (max_size && n > max_size) {
+        fclose(f);
+        return pndm_fail(err, PNDM_ERR_IO, "%s: file too large (%zu bytes, limit %zu)", path, n, max_size);
+    }
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return pndm_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != n) {
+        free(buf);
+        return pndm_fail(err, PNDM_ERR_IO, "%s: read error", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *size = n;
+    return PNDM_OK;
+}
+
+pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t size, pndm_error *err) {
+    if (!path || !*path) return pndm_fail(err, PNDM_ERR_USAGE, "empty output path");
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen + 32, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: cannot create file: %s", path, strerror(errno));
+        free(tmp);
+        return s;
+    }
+    /* mkstemp creates 0600; give the file the usual permissions (umask applies). */
+    mode_t um = umask(0);
+    umask(um);
+    (void)fchmod(fd, 0666 & ~um);
+    const unsigned char *p = data;
+    size_t left = size;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+            return s;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return s;
+    }
+    if (close(fd) != 0) {
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return s;
+    }
+    if (rename(tmp, path) != 0) {
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: cannot rename temporary file: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return s;
+    }
+    free(tmp);
+    return PNDM_OK;
+}
