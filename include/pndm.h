@@ -79,6 +79,10 @@ uint32_t pndm_rng_u32(pndm_rng *r);
 /* torch.randn(n): n >= 16 takes the vectorised float path (Box-Muller in chunks of 16, tail
  * recomputed), n < 16 the scalar double path. */
 void pndm_randn(pndm_rng *r, float *out, size_t n);
+/* diffusers randn_tensor for a batch: per_image=0: one generator seeded `seed` draws all B*per
+   values at once; per_image=1: image i drawn by its own generator seeded seed+i (randn((1,...))).
+   out holds B*per_image_count floats (the caller checks that product for overflow). */
+void pndm_randn_batch(uint64_t seed, int per_image, int B, size_t per_image_count, float *out);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Schedulers. A schedule (betas, timesteps) is kept apart from the stepping method; the      */
@@ -150,8 +154,13 @@ int pndm_model_out_channels(const pndm_model *m);
 int pndm_model_sample_size(const pndm_model *m);
 size_t pndm_model_param_count(const pndm_model *m);
 const char *pndm_model_path(const pndm_model *m);
-/* The scheduler config stored with the model (diffusers defaults if none was stored). */
-const pndm_scheduler_config *pndm_model_scheduler_config(const pndm_model *m);
+/* The scheduler config stored with the model (diffusers' PNDMScheduler defaults if none was
+ * stored), parsed into *cfg (free with pndm_scheduler_config_free). */
+pndm_status pndm_model_get_scheduler_config(const pndm_model *m, pndm_scheduler_config *cfg, pndm_error *err);
+/* Path of the bundled default model: $PNDM_MODEL if set, else the installed copy
+ * (<prefix>/share/pndm/fashion_mnist.safetensors), else the source tree's weights/ copy;
+ * NULL if none exists. */
+const char *pndm_default_model_path(void);
 
 /* One UNet forward. x: (B, C_in, H, W); t: B timesteps (one per element; pass the same value B
  * times for a shared one); out: (B, C_out, H, W). n_threads <= 0: the default (physical cores).
@@ -195,6 +204,15 @@ size_t pndm_gen_memory_estimate(const pndm_model *m, const pndm_gen_params *p);
  * before clamping. Both (B, C, S, S). */
 pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out,
                           float *latents_out, pndm_error *err);
+
+/* The same loop around any denoiser (a model of your own, or a stand-in in tests):
+ * fn(x (B,C,S,S), B, C, S, t (B timesteps), out (B,C,S,S) = predicted noise or v). cfg is
+ * required here (p->scheduler is ignored). */
+typedef pndm_status (*pndm_denoise_fn)(const float *x, int B, int C, int S, const float *t, float *out,
+                                       void *user, pndm_error *err);
+pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
+                                 const pndm_scheduler_config *cfg, const pndm_gen_params *p,
+                                 float *noise_out, float *latents_out, pndm_error *err);
 
 /* image = clamp(latent/2 + 0.5, 0, 1), transposed to (B, H, W, C) (diffusers output_type="np"). */
 void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, float *images);

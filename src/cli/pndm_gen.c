@@ -1,0 +1,633 @@
+/* pndm-gen: generate images with a UNet2DModel and the PNDM sampler.
+ * A thin front over the public API in pndm.h (plus cJSON for --json).
+ *
+ * Exit codes: 0 ok, 1 internal error, 2 usage, 3 model, 4 I/O, 5 out of memory, 6 input data,
+ * 130 interrupted by SIGINT, 143 by SIGTERM. */
+#define _POSIX_C_SOURCE 200809L
+#include "pndm.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_SIGINT 130
+#define EXIT_SIGTERM 143
+
+/* ---------------------------------------------------------------------------------------- */
+/* Options: one table drives parsing and --help.                                            */
+
+enum {
+    OPT_MODEL, OPT_STEPS, OPT_BATCH, OPT_SEED, OPT_PER_IMAGE, OPT_SCHED, OPT_SKIP_PRK, OPT_THREADS,
+    OPT_OUTPUT, OPT_GRID, OPT_LATENTS, OPT_NOISE, OPT_QUIET, OPT_VERBOSE, OPT_JSON, OPT_INFO,
+    OPT_HELP, OPT_VERSION
+};
+
+typedef struct {
+    int id;
+    char short_name;     /* 0: none */
+    const char *long_name;
+    const char *arg;     /* NULL: a switch */
+    const char *def;     /* shown in --help */
+    const char *help;
+} cli_opt;
+
+static const cli_opt OPTS[] = {
+    {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
+     "model: pndm .safetensors file, diffusers model folder or pipeline folder"},
+    {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
+    {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
+    {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
+    {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off", "one generator per image, seeded seed+i (diffusers' generator list)"},
+    {OPT_SCHED, 0, "scheduler-config", "FILE", "the model's", "scheduler_config.json replacing the model's"},
+    {OPT_SKIP_PRK, 0, "skip-prk-steps", NULL, "off", "skip the pseudo Runge-Kutta warm-up (N+1 UNet calls)"},
+    {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
+    {OPT_OUTPUT, 'o', "output", "PATH", "out.png",
+     "output: .png (8-bit; with a batch use a %d pattern, else NAME-<i>.png) or .npy (B,H,W,C float32 in [0,1])"},
+    {OPT_GRID, 0, "grid", NULL, "off", "with a .png output: one grid image of the whole batch"},
+    {OPT_LATENTS, 0, "latents", "FILE.npy", "none", "also write the final latents before clamping, (B,C,H,W) float32"},
+    {OPT_NOISE, 0, "save-noise", "FILE.npy", "none", "also write the initial noise, (B,C,H,W) float32"},
+    {OPT_QUIET, 'q', "quiet", NULL, "off", "no progress or timing on stderr (errors only)"},
+    {OPT_VERBOSE, 'v', "verbose", NULL, "off", "more detail on stderr (model, kernels, memory)"},
+    {OPT_JSON, 0, "json", NULL, "off", "print a machine-readable summary on stdout"},
+    {OPT_INFO, 0, "info", "FILE.png", "", "print the generation parameters stored in a PNG and exit"},
+    {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
+    {OPT_VERSION, 0, "version", NULL, "", "print the version and exit"},
+};
+#define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
+
+static void print_help(FILE *f) {
+    fprintf(f,
+            "usage: pndm-gen [options]\n"
+            "Generate images with a diffusers UNet2DModel and the PNDM sampler (same images as\n"
+            "diffusers' PNDMPipeline for the same model, seed and steps).\n\n"
+            "options:\n");
+    for (int i = 0; i < N_OPTS; i++) {
+        const cli_opt *o = &OPTS[i];
+        char left[64], sh[8] = "    ";
+        if (o->short_name) snprintf(sh, sizeof sh, "-%c, ", o->short_name);
+        snprintf(left, sizeof left, "%s--%s%s%s", sh, o->long_name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-30s %s", left, o->help);
+        if (o->def && *o->def) fprintf(f, " (default: %s)", o->def);
+        fputc('\n', f);
+    }
+    fprintf(f,
+            "\nexit codes: 0 ok, 1 internal error, 2 usage, 3 model/config, 4 I/O, 5 out of memory,\n"
+            "            6 input data, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n"
+            "examples:\n"
+            "  pndm-gen --steps 50 --batch 4 --seed 42 -o out.png     # out-0.png .. out-3.png\n"
+            "  pndm-gen -b 16 -s 7 --grid -o grid.png\n"
+            "  pndm-gen -b 8 -s 1 -o 'img_%%03d.png' --json\n"
+            "  pndm-gen --info out-0.png                                # read the parameters back\n");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static int g_quiet = 0, g_verbose = 0;
+static volatile sig_atomic_t g_signal = 0;
+static volatile int g_cancel = 0;
+
+static void on_signal(int sig) {
+    g_signal = sig;
+    g_cancel = 1;
+}
+
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "pndm-gen: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'pndm-gen --help'.\n");
+    return PNDM_ERR_USAGE;
+}
+
+static int fail(int code, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "pndm-gen: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return 0;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return 0;
+    *out = (uint64_t)v;
+    return 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t random_seed(void) {
+    uint64_t s = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = 0;
+        close(fd);
+    }
+    if (!s) s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    return s & 0x7fffffffu; /* short enough to type back in */
+}
+
+static const char *ext_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    if (!dot || (slash && dot < slash)) return "";
+    return dot;
+}
+
+/* Check that `path` can be created: its directory exists and is writable, and the path is not
+ * a directory. Done before the (long) generation. */
+static int check_writable(const char *what, const char *path) {
+    struct stat st;
+    if (!*path) return fail(PNDM_ERR_USAGE, "%s: empty path", what);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail(PNDM_ERR_IO, "%s: '%s' is a directory", what, path);
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) != 0) return fail(PNDM_ERR_IO, "%s: directory '%s' does not exist", what, dir);
+    if (!S_ISDIR(st.st_mode)) return fail(PNDM_ERR_IO, "%s: '%s' is not a directory", what, dir);
+    if (access(dir, W_OK) != 0) return fail(PNDM_ERR_IO, "%s: directory '%s' is not writable", what, dir);
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return fail(PNDM_ERR_IO, "%s: '%s' exists and is not a regular file", what, path);
+    return 0;
+}
+
+/* A printf-style pattern with exactly one %d / %0Nd (and %% escapes)? Returns 1 if it has one,
+ * 0 if none, -1 if malformed. */
+static int pattern_kind(const char *p) {
+    int n = 0;
+    for (const char *c = p; *c; c++) {
+        if (*c != '%') continue;
+        if (c[1] == '%') { c++; continue; }
+        const char *d = c + 1;
+        if (*d == '0') d++;
+        while (*d >= '0' && *d <= '9') d++;
+        if (*d != 'd' || d - c > 4) return -1;
+        n++;
+        c = d;
+    }
+    return n == 0 ? 0 : (n == 1 ? 1 : -1);
+}
+
+/* Expand the pattern for index i (pattern_kind == 1) without handing user text to printf. */
+static void expand_pattern(const char *p, int i, char *out, size_t size) {
+    size_t o = 0;
+    for (const char *c = p; *c && o + 1 < size; c++) {
+        if (*c == '%' && c[1] == '%') { out[o++] = '%'; c++; continue; }
+        if (*c == '%') {
+            int width = 0;
+            const char *d = c + 1;
+            if (*d == '0') d++;
+            while (*d >= '0' && *d <= '9') width = width * 10 + (*d++ - '0');
+            char num[32];
+            snprintf(num, sizeof num, "%0*d", width, i);
+            for (char *q = num; *q && o + 1 < size; q++) out[o++] = *q;
+            c = d;
+            continue;
+        }
+        out[o++] = *c;
+    }
+    out[o] = 0;
+}
+
+/* NAME.png -> NAME-<i>.png */
+static void numbered_name(const char *path, int i, char *out, size_t size) {
+    const char *e = ext_of(path);
+    snprintf(out, size, "%.*s-%d%s", (int)(e - path), path, i, e);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    double t0;
+    int tty;
+    int last_printed;
+} progress_state;
+
+static void on_progress(int call, int total, int64_t t, void *user) {
+    progress_state *ps = user;
+    if (g_quiet) return;
+    double el = now_s() - ps->t0;
+    double eta = call > 0 ? el / call * (total - call) : 0;
+    if (ps->tty) {
+        fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el, eta);
+        if (call == total) fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        int every = total >= 10 ? total / 10 : 1;
+        if (call == total || call - ps->last_printed >= every) {
+            fprintf(stderr, "  UNet call %d/%d (t=%" PRId64 ") %.1f s elapsed\n", call, total, t, el);
+            ps->last_printed = call;
+        }
+    }
+}
+
+static long long mem_available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    long long kb = -1;
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+        fclose(f);
+    }
+    if (kb > 0) return kb * 1024;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return (pages > 0 && psz > 0) ? (long long)pages * psz : -1;
+}
+
+static void print_png_text(const char *key, const char *value, void *user) {
+    (void)user;
+    printf("%s: %s\n", key, value);
+}
+
+static int do_info(const char *path) {
+    char *buf;
+    size_t size;
+    pndm_error err;
+    if (pndm_read_file(path, 256u << 20, &buf, &size, &err)) return fail(err.code, "%s", err.msg);
+    pndm_status s = pndm_png_read_text(buf, size, path, print_png_text, NULL, &err);
+    free(buf);
+    if (s) return fail(s == PNDM_ERR_MODEL ? PNDM_ERR_INPUT : s, "%s", err.msg);
+    return 0;
+}
+
+typedef struct {
+    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
+    long long steps, batch, threads;
+    uint64_t seed;
+    int seed_given, per_image, skip_prk, grid, json;
+} cli_args;
+
+static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
+    memset(a, 0, sizeof *a);
+    a->steps = 50;
+    a->batch = 1;
+    a->threads = 0;
+    a->output = "out.png";
+    *exit_now = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const cli_opt *o = NULL;
+        const char *val = NULL;
+        if (arg[0] == '-' && arg[1] == '-' && arg[2]) {
+            const char *name = arg + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            for (int k = 0; k < N_OPTS; k++)
+                if (strlen(OPTS[k].long_name) == len && !strncmp(OPTS[k].long_name, name, len)) o = &OPTS[k];
+            if (!o) return usage_error("unknown option '%s'", arg);
+            if (eq) {
+                if (!o->arg) return usage_error("option '--%s' takes no value", o->long_name);
+                val = eq + 1;
+            }
+        } else if (arg[0] == '-' && arg[1] && arg[1] != '-' && !arg[2]) {
+            for (int k = 0; k < N_OPTS; k++)
+                if (OPTS[k].short_name == arg[1]) o = &OPTS[k];
+            if (!o) return usage_error("unknown option '%s'", arg);
+        } else {
+            return usage_error("unexpected argument '%s'", arg);
+        }
+        if (o->arg && !val) {
+            if (i + 1 >= argc) return usage_error("option '--%s' needs a value (%s)", o->long_name, o->arg);
+            val = argv[++i];
+        }
+        switch (o->id) {
+        case OPT_MODEL: a->model_path = val; break;
+        case OPT_STEPS:
+            if (!parse_i64(val, 1, 100000, &a->steps))
+                return usage_error("invalid --steps '%s': expected an integer from 1 to the model's num_train_timesteps", val);
+            break;
+        case OPT_BATCH:
+            if (!parse_i64(val, 1, 1 << 20, &a->batch))
+                return usage_error("invalid --batch '%s': expected an integer from 1 to 1048576", val);
+            break;
+        case OPT_SEED:
+            if (!strcmp(val, "-1") || !strcmp(val, "random")) { a->seed_given = 0; break; }
+            if (!parse_u64(val, &a->seed)) return usage_error("invalid --seed '%s': expected an integer from 0 to 2^64-1, or -1 for random", val);
+            a->seed_given = 1;
+            break;
+        case OPT_PER_IMAGE: a->per_image = 1; break;
+        case OPT_SCHED: a->sched_path = val; break;
+        case OPT_SKIP_PRK: a->skip_prk = 1; break;
+        case OPT_THREADS:
+            if (!parse_i64(val, 0, 1024, &a->threads))
+                return usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
+            break;
+        case OPT_OUTPUT: a->output = val; break;
+        case OPT_GRID: a->grid = 1; break;
+        case OPT_LATENTS: a->latents_path = val; break;
+        case OPT_NOISE: a->noise_path = val; break;
+        case OPT_QUIET: g_quiet = 1; break;
+        case OPT_VERBOSE: g_verbose = 1; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_INFO: a->info_path = val; break;
+        case OPT_HELP: print_help(stdout); *exit_now = 1; return 0;
+        case OPT_VERSION: printf("pndm-gen %s\n", pndm_version()); *exit_now = 1; return 0;
+        }
+    }
+    return 0;
+}
+
+/* Build the PNG text chunks for image i. */
+static void png_params(const cli_args *a, const char *model, const char *sched_desc, uint64_t seed, int i,
+                       char *buf, size_t size) {
+    snprintf(buf, size,
+             "model=%s; seed=%" PRIu64 "; per_image_seeds=%d; image_index=%d; batch=%lld; steps=%lld; "
+             "sampler=pndm; scheduler={%s}; pndm-gen=%s",
+             model, seed, a->per_image, i, a->batch, a->steps, sched_desc, pndm_version());
+}
+
+static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text,
+                     int n_text) {
+    void *buf;
+    size_t size;
+    pndm_error err;
+    if (pndm_png_encode(pix, w, h, c, text, n_text, &buf, &size, &err)) return fail(err.code, "%s: %s", path, err.msg);
+    pndm_status s = pndm_write_file_atomic(path, buf, size, &err);
+    free(buf);
+    if (s) return fail(s, "%s", err.msg);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    cli_args a;
+    int exit_now;
+    int rc = parse_args(argc, argv, &a, &exit_now);
+    if (rc || exit_now) return rc;
+    if (a.info_path) return do_info(a.info_path);
+
+    /* ---- validate everything that does not need the model, before loading it ---- */
+    const char *ext = ext_of(a.output);
+    int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
+    int out_npy = !strcmp(ext, ".npy");
+    if (!out_png && !out_npy)
+        return usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a.output);
+    int pk = pattern_kind(a.output);
+    if (pk < 0) return usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
+    if (pk > 0 && !out_png) return usage_error("a %%d pattern needs a .png output ('%s')", a.output);
+    if (a.grid && !out_png) return usage_error("--grid needs a .png output");
+    if (a.grid && pk > 0) return usage_error("--grid writes one file: drop the %%d from '%s'", a.output);
+    if (a.latents_path && strcmp(ext_of(a.latents_path), ".npy"))
+        return usage_error("--latents needs a .npy path (got '%s')", a.latents_path);
+    if (a.noise_path && strcmp(ext_of(a.noise_path), ".npy"))
+        return usage_error("--save-noise needs a .npy path (got '%s')", a.noise_path);
+    if (!a.seed_given) a.seed = random_seed();
+    if (a.per_image && a.seed > UINT64_MAX - (uint64_t)a.batch)
+        return usage_error("--seed %" PRIu64 " + batch overflows 64 bits with --per-image-seeds", a.seed);
+
+    /* output paths: check now that they can be written */
+    if (pk > 0 || (out_png && a.batch > 1 && !a.grid)) {
+        char p0[PATH_MAX];
+        if (pk > 0) expand_pattern(a.output, 0, p0, sizeof p0);
+        else numbered_name(a.output, 0, p0, sizeof p0);
+        if ((rc = check_writable("output", p0))) return rc;
+    } else if ((rc = check_writable("output", a.output))) {
+        return rc;
+    }
+    if (a.latents_path && (rc = check_writable("--latents", a.latents_path))) return rc;
+    if (a.noise_path && (rc = check_writable("--save-noise", a.noise_path))) return rc;
+
+    pndm_error err;
+    pndm_scheduler_config sched_override;
+    int have_override = 0;
+    if (a.sched_path) {
+        char *buf;
+        size_t size;
+        if (pndm_read_file(a.sched_path, 64u << 20, &buf, &size, &err)) return fail(err.code, "%s", err.msg);
+        pndm_status s = pndm_scheduler_config_parse(buf, size, a.sched_path, &sched_override, &err);
+        free(buf);
+        if (s) return fail(s, "%s", err.msg);
+        have_override = 1;
+    }
+
+    const char *model_path = a.model_path ? a.model_path : pndm_default_model_path();
+    if (!model_path) {
+        if (have_override) pndm_scheduler_config_free(&sched_override);
+        return fail(PNDM_ERR_USAGE, "no --model given and the bundled default model was not found "
+                                    "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
+    }
+
+    double t_load = now_s();
+    pndm_model *model = NULL;
+    if (pndm_model_load(model_path, &model, &err)) {
+        if (have_override) pndm_scheduler_config_free(&sched_override);
+        return fail(err.code, "%s", err.msg);
+    }
+    t_load = now_s() - t_load;
+
+    pndm_scheduler_config sched;
+    if (have_override) {
+        sched = sched_override;
+    } else if (pndm_model_get_scheduler_config(model, &sched, &err)) {
+        pndm_model_free(model);
+        return fail(err.code, "%s", err.msg);
+    }
+    if (a.skip_prk) sched.skip_prk_steps = 1;
+    if (a.steps > sched.num_train_timesteps) {
+        rc = usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a.steps,
+                         sched.num_train_timesteps);
+        goto out_sched;
+    }
+
+    pndm_gen_params p = pndm_gen_default_params();
+    p.steps = (int)a.steps;
+    p.batch = (int)a.batch;
+    p.seed = a.seed;
+    p.per_image_seeds = a.per_image;
+    p.n_threads = a.threads > 0 ? (int)a.threads : pndm_default_threads();
+    p.scheduler = &sched;
+    p.cancel = &g_cancel;
+
+    const int C = pndm_model_in_channels(model), S = pndm_model_sample_size(model), B = p.batch;
+    size_t n = pndm_gen_latent_count(model, &p);
+    size_t need = pndm_gen_memory_estimate(model, &p);
+    long long avail = mem_available_bytes();
+    if (n == SIZE_MAX || need == SIZE_MAX || (avail > 0 && (double)need > (double)avail * 0.9)) {
+        rc = fail(PNDM_ERR_NOMEM, "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
+                                  "use a smaller --batch",
+                  B, need == SIZE_MAX ? INFINITY : (double)need / (1 << 30), (double)avail / (1 << 30));
+        goto out_sched;
+    }
+    if (C != 1 && C != 3 && out_png) {
+        rc = fail(PNDM_ERR_USAGE, "the model has %d channels: PNG needs 1 or 3, use a .npy output", C);
+        goto out_sched;
+    }
+
+    char sched_desc[512];
+    pndm_scheduler_config_describe(&sched, sched_desc, sizeof sched_desc);
+    if (!g_quiet) {
+        fprintf(stderr, "pndm-gen: model %s (%d ch, %dx%d, %.2f M params), seed %" PRIu64 "%s, %d steps, batch %d, %d threads\n",
+                model_path, C, S, S, (double)pndm_model_param_count(model) / 1e6, a.seed,
+                a.per_image ? " (+i per image)" : "", p.steps, B, p.n_threads);
+        if (g_verbose)
+            fprintf(stderr, "pndm-gen: scheduler {%s}; kernels %s; memory estimate %.1f MiB; model loaded in %.3f s\n",
+                    sched_desc, pndm_kernel_path(), (double)need / (1 << 20), t_load);
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    float *latents = malloc(n * sizeof *latents);              // (B, C, S, S)
+    float *noise = a.noise_path ? malloc(n * sizeof *noise) : NULL;
+    float *images = malloc(n * sizeof *images);                // (B, S, S, C)
+    uint8_t *pix = malloc(n);
+    if (!latents || !images || !pix || (a.noise_path && !noise)) {
+        rc = fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", B);
+        goto out_buf;
+    }
+
+    progress_state ps = {now_s(), isatty(STDERR_FILENO), 0};
+    p.progress = on_progress;
+    p.progress_user = &ps;
+    double t0 = now_s();
+    pndm_status st = pndm_generate(model, &p, noise, latents, &err);
+    double t_gen = now_s() - t0;
+    if (st) {
+        if (!g_quiet && ps.tty) fputc('\n', stderr);
+        rc = st == PNDM_ERR_INTERRUPTED ? (g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT) : (int)st;
+        fail(rc, "%s", err.msg);
+        goto out_buf;
+    }
+
+    pndm_latents_to_images(latents, B, C, S, S, images);
+    pndm_images_to_u8(images, n, pix);
+
+    /* ---- write outputs ---- */
+    cJSON *files = cJSON_CreateArray();
+    int64_t shape[4];
+    if (a.noise_path) {
+        shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
+        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        cJSON_AddItemToArray(files, cJSON_CreateString(a.noise_path));
+    }
+    if (a.latents_path) {
+        shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
+        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        cJSON_AddItemToArray(files, cJSON_CreateString(a.latents_path));
+    }
+    if (out_npy) {
+        shape[0] = B; shape[1] = S; shape[2] = S; shape[3] = C;
+        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
+    } else if (a.grid || B == 1) {
+        int cols = 1;
+        while (cols * cols < B) cols++;
+        int rows = (B + cols - 1) / cols;
+        int gw = cols * S, gh = rows * S;
+        uint8_t *g = B == 1 ? pix : calloc((size_t)gw * gh * C, 1);
+        if (!g) { rc = fail(PNDM_ERR_NOMEM, "cannot allocate the grid image"); goto out_json; }
+        if (B > 1)
+            for (int b = 0; b < B; b++)
+                for (int y = 0; y < S; y++)
+                    memcpy(g + (((size_t)(b / cols) * S + y) * gw + (size_t)(b % cols) * S) * C,
+                           pix + ((size_t)b * S + y) * S * C, (size_t)S * C);
+        char params[1024], seedbuf[32];
+        png_params(&a, model_path, sched_desc, a.seed, B == 1 ? 0 : -1, params, sizeof params);
+        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.seed);
+        pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
+        rc = write_png(a.output, g, gw, gh, C, text, 3);
+        if (g != pix) free(g);
+        if (rc) goto out_json;
+        cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
+    } else {
+        for (int b = 0; b < B; b++) {
+            char path[PATH_MAX], params[1024], seedbuf[32];
+            if (pk > 0) expand_pattern(a.output, b, path, sizeof path);
+            else numbered_name(a.output, b, path, sizeof path);
+            png_params(&a, model_path, sched_desc, a.seed, b, params, sizeof params);
+            snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.per_image ? a.seed + (uint64_t)b : a.seed);
+            pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
+            rc = write_png(path, pix + (size_t)b * S * S * C, S, S, C, text, 3);
+            if (rc) goto out_json;
+            cJSON_AddItemToArray(files, cJSON_CreateString(path));
+        }
+    }
+
+    int calls = p.steps + (sched.skip_prk_steps ? 1 : 9);
+    if (!g_quiet)
+        fprintf(stderr, "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n",
+                B, B == 1 ? "" : "s", t_gen, calls, t_gen / calls, B / t_gen, a.seed);
+    if (a.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddItemToObject(j, "files", files);
+        files = NULL;
+        cJSON_AddStringToObject(j, "model", model_path);
+        char seedbuf[32];
+        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.seed);
+        cJSON_AddRawToObject(j, "seed", seedbuf);
+        cJSON *seeds = cJSON_CreateArray();
+        for (int b = 0; b < B; b++) {
+            snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.per_image ? a.seed + (uint64_t)b : a.seed);
+            cJSON_AddItemToArray(seeds, cJSON_CreateRaw(seedbuf));
+        }
+        cJSON_AddItemToObject(j, "image_seeds", seeds);
+        cJSON_AddBoolToObject(j, "per_image_seeds", a.per_image);
+        cJSON_AddNumberToObject(j, "steps", p.steps);
+        cJSON_AddNumberToObject(j, "unet_calls", calls);
+        cJSON_AddNumberToObject(j, "batch", B);
+        cJSON_AddNumberToObject(j, "threads", p.n_threads);
+        cJSON_AddStringToObject(j, "scheduler", sched_desc);
+        cJSON *tm = cJSON_CreateObject();
+        cJSON_AddNumberToObject(tm, "load_s", t_load);
+        cJSON_AddNumberToObject(tm, "generate_s", t_gen);
+        cJSON_AddNumberToObject(tm, "s_per_unet_call", t_gen / calls);
+        cJSON_AddNumberToObject(tm, "images_per_s", B / t_gen);
+        cJSON_AddItemToObject(j, "timings", tm);
+        char *s = cJSON_Print(j);
+        if (s) { puts(s); free(s); }
+        cJSON_Delete(j);
+    } else {
+        for (int k = 0; k < cJSON_GetArraySize(files); k++) puts(cJSON_GetArrayItem(files, k)->valuestring);
+    }
+    rc = 0;
+out_json:
+    cJSON_Delete(files);
+out_buf:
+    free(latents);
+    free(noise);
+    free(images);
+    free(pix);
+out_sched:
+    pndm_scheduler_config_free(&sched);
+    pndm_model_free(model);
+    if (rc == 0 && g_signal) rc = g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
+    return rc;
+}
