@@ -107,7 +107,8 @@ typedef struct pndm_scheduler_config {
 /* diffusers' PNDMScheduler defaults. */
 pndm_scheduler_config pndm_scheduler_default_config(void);
 /* Parse a scheduler_config.json text (any diffusers scheduler's; keys PNDMScheduler ignores are
- * accepted, invalid values refused by name). `source` names the file in messages. */
+ * accepted, invalid values refused by name with PNDM_ERR_MODEL). `source` names the file in
+ * messages. *cfg is written only on success (then free it with pndm_scheduler_config_free). */
 pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source,
                                         pndm_scheduler_config *cfg, pndm_error *err);
 void pndm_scheduler_config_free(pndm_scheduler_config *cfg); /* frees trained_betas */
@@ -116,7 +117,10 @@ void pndm_scheduler_config_describe(const pndm_scheduler_config *cfg, char *buf,
 
 typedef struct pndm_sampler pndm_sampler;
 /* PNDM (PRK warm-up then PLMS) for `steps` inference steps: steps+9 model calls
- * (steps+1 with skip_prk_steps). */
+ * (steps+1 with skip_prk_steps; 1 call for steps=1). Refused (PNDM_ERR_USAGE): steps outside
+ * 1..num_train_timesteps, steps < 4 with PRK, and step counts for which diffusers fails or uses
+ * timesteps outside 0..num_train_timesteps-1 (steps_offset too large, some "trailing" counts);
+ * a config whose alphas_cumprod makes a step divide by zero: PNDM_ERR_MODEL. */
 pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps,
                                      pndm_sampler **out, pndm_error *err);
 void pndm_sampler_free(pndm_sampler *s);

@@ -7,6 +7,7 @@
  * Text: keys are PNG keywords (Latin-1). Strings cross the API as UTF-8. A value whose characters
  * all fit Latin-1 (no C1 controls) is written as tEXt, anything else as uncompressed iTXt;
  * tEXt/zTXt text read back is converted from Latin-1 to UTF-8. */
+#define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
 #include <png.h>
@@ -217,16 +218,13 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
         const char *k = text[i].key, *v = text[i].value ? text[i].value : "";
         png_text *t = &c.text[i];
         c.n_text = i + 1;
-        if (!k || !*k) {
-            s = pndm_fail(err, PNDM_ERR_USAGE, "PNG: text chunk %d has an empty key", i);
-            break;
-        }
+        if (!k) k = "";
         int nomem = 0;
         t->key = png_utf8_to_latin1(k, png_key_char_ok, &nomem);
         size_t kl = t->key ? strlen(t->key) : 0;
         if (nomem) {
             s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
-        } else if (!t->key || kl > 79 || t->key[0] == ' ' || t->key[kl - 1] == ' ' || strstr(t->key, "  ")) {
+        } else if (!t->key || kl == 0 || kl > 79 || t->key[0] == ' ' || t->key[kl - 1] == ' ' || strstr(t->key, "  ")) {
             s = pndm_fail(err, PNDM_ERR_USAGE,
                           "PNG: text key '%.100s' is not a PNG keyword (1-79 Latin-1 printable characters, "
                           "no leading, trailing or double spaces)", k);
@@ -256,7 +254,8 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
         if (c.e.nomem)
             s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory while encoding %dx%d image", width, height);
         else
-            s = pndm_fail(err, PNDM_ERR_INTERNAL, "PNG: libpng failed to encode %dx%d image: %s", width, height, c.e.msg);
+            s = pndm_fail(err, PNDM_ERR_INTERNAL, "PNG: libpng failed to encode %dx%d image: %s", width, height,
+                          c.e.msg);
     }
     for (int i = 0; i < c.n_text; i++) {
         free(c.text[i].key);
@@ -338,6 +337,10 @@ static int png_dec_run(png_dec *c) {
     }
     png_set_read_fn(png, c, png_dec_read);
     png_set_user_limits(png, PNG_MAX_DIM, PNG_MAX_DIM);
+    /* decompressed text (zTXt, iTXt) may be a few times larger than the file; libpng drops
+     * longer ones with a warning */
+    size_t chunk_max = c->size < (size_t)2000000 ? 4 * c->size : (size_t)8000000;
+    png_set_chunk_malloc_max(png, chunk_max < 65536 ? 65536 : chunk_max);
     png_read_info(png, info);
 
     png_uint_32 w = 0, h = 0;
@@ -398,12 +401,35 @@ static int png_dec_run(png_dec *c) {
     return 0;
 }
 
+static uint32_t png_be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
 static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const char *source, pndm_error *err) {
     memset(c, 0, sizeof *c);
     c->buf = buf;
     c->size = size;
     if (!buf || size < 8 || png_sig_cmp((png_const_bytep)buf, 0, 8) != 0)
         return pndm_fail(err, PNDM_ERR_INPUT, "%s: not a PNG file (bad signature)", source);
+    /* libpng allocates (and clears) an ancillary chunk's declared length before reading it, up to
+     * 2^31 bytes; walk the chunk list first so that no length runs past the end of the data */
+    const unsigned char *b = buf;
+    for (size_t pos = 8; size - pos >= 12;) {
+        uint32_t len = png_be32(b + pos);
+        if (len > 0x7fffffffu || (size_t)len > size - pos - 12) {
+            char type[5];
+            for (int i = 0; i < 4; i++) {
+                unsigned char ch = b[pos + 4 + (size_t)i];
+                type[i] = (char)((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ? ch : '?');
+            }
+            type[4] = 0;
+            return pndm_fail(err, PNDM_ERR_INPUT,
+                             "%s: invalid PNG: chunk '%s' at offset %zu declares %u bytes, only %zu follow "
+                             "(truncated file?)", source, type, pos, (unsigned)len, size - pos - 12);
+        }
+        if (memcmp(b + pos + 4, "IEND", 4) == 0) break;
+        pos += 12 + (size_t)len;
+    }
     return PNDM_OK;
 }
 

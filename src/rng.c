@@ -188,8 +188,9 @@ RNG_INLINE void rng_fill16(float *data) {
 }
 
 /* normal_fill_16_AVX2 on `chunks` consecutive chunks of 16. fmaf() is correctly rounded
- * everywhere, so both versions give the same bits; on x86-64 with FMA the second one turns
- * fmaf() into an instruction (and lets the compiler vectorise) instead of a libm call. */
+ * everywhere, so both versions give the same bits; on x86-64 CPUs with AVX2+FMA the second one
+ * turns each fmaf() into one instruction instead of a libm call (1x3x256x256: 2.5 ms instead of
+ * 5.9 ms). pndm_randn_portable (rng.h) forces the first, for the tests. */
 static void rng_fill_chunks_generic(float *data, size_t chunks) {
     for (size_t c = 0; c < chunks; c++) rng_fill16(data + 16 * c);
 }

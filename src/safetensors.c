@@ -151,7 +151,7 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
         uint64_t v;
         if (!st_json_uint(e, &v)) {
             if (cJSON_IsNumber(e))
-                return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] = %.17g is not a non-negative integer below 2^53",
+                return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] = %.15g is not a non-negative integer below 2^53",
                                i, e->valuedouble);
             return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] is %s, expected a non-negative integer", i,
                            st_json_type(e));
@@ -182,14 +182,15 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
                        st_json_type(o));
     int n = cJSON_GetArraySize(o);
     if (n != 2)
-        return st_fail(p, PNDM_ERR_MODEL, name, "\"data_offsets\" has %d elements, expected 2 [begin, end]", n);
+        return st_fail(p, PNDM_ERR_MODEL, name, "\"data_offsets\" has %d element%s, expected 2 [begin, end]", n,
+                       n == 1 ? "" : "s");
     uint64_t v[2];
     const cJSON *e = o->child;
     for (int i = 0; i < 2; i++, e = e->next) {
         if (!st_json_uint(e, &v[i])) {
             if (cJSON_IsNumber(e))
-                return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets[%d] = %.17g is not a non-negative integer below 2^53",
-                               i, e->valuedouble);
+                return st_fail(p, PNDM_ERR_MODEL, name,
+                               "data_offsets[%d] = %.15g is not a non-negative integer below 2^53", i, e->valuedouble);
             return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets[%d] is %s, expected a non-negative integer", i,
                            st_json_type(e));
         }
@@ -315,7 +316,7 @@ static pndm_status st_parse_entries(st_parser *p, const cJSON *root) {
         if (!cJSON_IsObject(e))
             return st_fail(p, PNDM_ERR_MODEL, name, "header entry is %s, expected an object", st_json_type(e));
         st_tensor *t = &f->tensors[f->n_tensors];
-        uint64_t begin, end;
+        uint64_t begin = 0, end = 0;
         if ((s = st_parse_dtype(p, name, e, &t->dtype)) != PNDM_OK) return s;
         if ((s = st_parse_shape(p, name, e, t)) != PNDM_OK) return s;
         if ((s = st_parse_offsets(p, name, e, t, &begin, &end)) != PNDM_OK) return s;

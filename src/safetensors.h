@@ -34,7 +34,7 @@ typedef struct st_tensor {
 typedef struct st_file {
     char *source;         /* file path or buffer name, for messages */
     int n_tensors;
-    st_tensor *tensors;
+    st_tensor *tensors;   /* sorted by name (st_find is a binary search) */
     int n_meta;
     char **meta_keys;
     char **meta_values;

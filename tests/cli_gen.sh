@@ -37,6 +37,7 @@ for args in "--bogus" "--steps 0" "--steps -3" "--steps 12x" "--steps 9999999999
   # shellcheck disable=SC2086
   expect 2 "usage: $args" -- "$BIN" -m "$MODEL" -o "$T/o/u.png" $args
 done
+expect 2 "steps < 4 with PRK" -- "$BIN" -m "$MODEL" -n 3 -o "$T/o/u.png"
 expect 2 "steps > num_train_timesteps" -- "$BIN" -m "$MODEL" -n 1001 -o "$T/o/u.png"
 no_files "usage errors" "$T/o/u.png"
 
@@ -50,9 +51,12 @@ expect 3 "bad scheduler config" -- "$BIN" -m "$MODEL" --scheduler-config "$T/sch
 grep -q "beta_schedule" "$T/err" && ok || bad "scheduler error names the key"
 
 # output errors
-expect 4 "missing output dir" -- "$BIN" -m "$MODEL" -n 2 -o "$T/nodir/x.png"
-expect 4 "output is a directory" -- "$BIN" -m "$MODEL" -n 2 -o "$T/o"
-expect 4 "output is a device" -- "$BIN" -m "$MODEL" -n 2 -o /dev/null.png --latents /dev/full
+expect 4 "missing output dir" -- "$BIN" -m "$MODEL" -n 4 -o "$T/nodir/x.png"
+mkdir -p "$T/dir.png"; ln -s /dev/full "$T/full.npy"
+expect 4 "output is a directory" -- "$BIN" -m "$MODEL" -n 4 -o "$T/dir.png"
+expect 4 "output is a device" -- "$BIN" -m "$MODEL" -n 4 -o "$T/o/dev.png" --latents "$T/full.npy"
+no_files "device output" "$T/o/dev.png"
+[ -c /dev/full ] && ok || bad "/dev/full replaced"
 no_files "output errors" "$T/nodir/x.png"
 
 # a real run: batch of 2 through a pattern, metadata, json
@@ -70,15 +74,15 @@ expect 0 "threads 2" -- "$BIN" -m "$MODEL" -n 4 -b 2 -s 123 -t 2 -q -o "$T/o/t2_
 cmp -s "$T/o/img_00.png" "$T/o/t2_00.png" && cmp -s "$T/o/img_01.png" "$T/o/t2_01.png" && ok || bad "threads 1 vs 2 differ"
 
 # default naming without a pattern, grid, npy output, json
-expect 0 "numbered" -- "$BIN" -m "$MODEL" -n 2 -b 2 -s 5 -q -o "$T/o/n.png"
+expect 0 "numbered" -- "$BIN" -m "$MODEL" -n 4 -b 2 -s 5 -q -o "$T/o/n.png"
 [ -s "$T/o/n-0.png" ] && [ -s "$T/o/n-1.png" ] && ok || bad "numbered outputs"
-expect 0 "grid" -- "$BIN" -m "$MODEL" -n 2 -b 3 -s 5 -q --grid -o "$T/o/grid.png"
+expect 0 "grid" -- "$BIN" -m "$MODEL" -n 4 -b 3 -s 5 -q --grid -o "$T/o/grid.png"
 [ -s "$T/o/grid.png" ] && ok || bad "grid output"
-expect 0 "npy+json" -- "$BIN" -m "$MODEL" -n 2 -b 2 -s 9 --per-image-seeds -q --json -o "$T/o/imgs.npy"
-grep -q '"seed": *9' "$T/out" && grep -q '"image_seeds"' "$T/out" && grep -q 'imgs.npy' "$T/out" && ok || bad "json: $(cat "$T/out")"
+expect 0 "npy+json" -- "$BIN" -m "$MODEL" -n 2 --skip-prk-steps -b 2 -s 9 --per-image-seeds -q --json -o "$T/o/imgs.npy"
+grep -q '"seed":[[:space:]]*9,' "$T/out" && grep -q '"image_seeds"' "$T/out" && grep -q 'imgs.npy' "$T/out" && ok || bad "json: $(cat "$T/out")"
 [ "$(stat -c %s "$T/o/imgs.npy")" -eq $((128 + 2*28*28*1*4)) ] && ok || bad "images .npy size"
 # seed is reported even when random
-expect 0 "random seed" -- "$BIN" -m "$MODEL" -n 1 -o "$T/o/r.png"
+expect 0 "random seed" -- "$BIN" -m "$MODEL" -n 1 --skip-prk-steps -o "$T/o/r.png"
 grep -q "seed [0-9]" "$T/err" && ok || bad "seed not reported"
 
 echo "$pass passed, $fail failed"

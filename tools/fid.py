@@ -201,7 +201,6 @@ def normalize(x01):
 
 
 def load_classifier(path=WEIGHTS):
-    import torch
     from safetensors.torch import load_file
     from safetensors import safe_open
     if not os.path.exists(path):
@@ -280,6 +279,7 @@ def train(args):
           if not k.endswith("num_batches_tracked")}
     tmp = args.out + ".tmp"
     save_file(sd, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, args.out)
     print(f"test accuracy {acc:.4f}, training {secs:.0f} s -> {args.out} "
           f"({os.path.getsize(args.out)} bytes)")
@@ -349,7 +349,8 @@ class Scorer:
         f, pred = run_net(self.net, x01)
         mu, s = stats(f)
         mu_r, s_r = self.reference()
-        out = {"n": int(x01.shape[0]), "fid": frechet_distance(mu, s, mu_r, s_r)}
+        out = {"n": int(x01.shape[0]), "fid": frechet_distance(mu, s, mu_r, s_r),
+               "reference": "Fashion-MNIST test set (10000 images)", "feature_dim": FEAT_DIM}
         out.update(coverage(pred))
         return out
 
@@ -378,6 +379,13 @@ def score(args):
     return 0
 
 
+def box_blur3(x):
+    """3x3 mean filter with edge replication, (N,H,W) -> (N,H,W)."""
+    p = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = x.shape[1:]
+    return sum(p[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0
+
+
 def calibrate(args):
     import torch
     torch.set_num_threads(args.threads)
@@ -386,15 +394,17 @@ def calibrate(args):
     xtr, ytr = load_split(args.data_dir, "train")
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(xtr.shape[0])
-    rows = [("test images vs themselves (sanity, expect 0)", xte / 255.0),
-            ("10000 training images", xtr[perm[:10000]] / 255.0),
-            ("1000 training images (small-sample bias)", xtr[perm[:1000]] / 255.0),
-            ("10000 training images, one class (Trouser)",
-             xtr[np.flatnonzero(ytr == 1)][:10000] / 255.0),
-            ("10000 Gaussian noise images clip(0.5+0.5*N(0,1), 0, 1)",
-             np.clip(0.5 + 0.5 * rng.standard_normal((10000, 28, 28)), 0, 1)),
-            ("1000 Gaussian noise images clip(0.5+0.5*N(0,1), 0, 1)",
-             np.clip(0.5 + 0.5 * rng.standard_normal((1000, 28, 28)), 0, 1))]
+    trouser = xtr[ytr == 1]
+    tr10k = xtr[perm[:10000]] / 255.0
+    noise = np.clip(0.5 + 0.5 * rng.standard_normal((10000, 28, 28)), 0, 1)
+    rows = [("10000 test images vs themselves (sanity, expect 0)", xte / 255.0),
+            ("10000 training images", tr10k),
+            ("1000 training images (small-sample bias)", tr10k[:1000]),
+            ("10000 training images, 3x3 box blur", box_blur3(tr10k)),
+            (f"{trouser.shape[0]} training images of one class (Trouser)", trouser / 255.0),
+            ("10000 Gaussian noise images clip(0.5+0.5*N(0,1), 0, 1)", noise),
+            ("10000 training images, half replaced by the noise images",
+             np.concatenate([tr10k[:5000], noise[:5000]]))]
     results = []
     for name, x in rows:
         r = sc.score(x)

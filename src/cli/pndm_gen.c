@@ -212,8 +212,9 @@ static void expand_pattern(const char *p, int i, char *out, size_t size) {
             const char *d = c + 1;
             if (*d == '0') d++;
             while (*d >= '0' && *d <= '9') width = width * 10 + (*d++ - '0');
-            char num[32];
-            snprintf(num, sizeof num, "%0*d", width, i);
+            char num[64];
+            if (width > 20) width = 20;
+            snprintf(num, sizeof num, "%0*d", width & 31, i);
             for (char *q = num; *q && o + 1 < size; q++) out[o++] = *q;
             c = d;
             continue;
@@ -582,6 +583,9 @@ int main(int argc, char **argv) {
     }
 
     int calls = p.steps + (sched.skip_prk_steps ? 1 : 9);
+    pndm_sampler *smp = NULL;
+    if (pndm_sampler_create_pndm(&sched, p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
+    pndm_sampler_free(smp);
     if (!g_quiet)
         fprintf(stderr, "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n",
                 B, B == 1 ? "" : "s", t_gen, calls, t_gen / calls, B / t_gen, a.seed);
