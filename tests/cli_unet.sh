@@ -26,7 +26,7 @@ run_case() {   # case scalar_t
     if "$BIN" --model "$U/$c/model" --sample "$U/$c/sample.npy" --timesteps "$U/$c/t_batch.npy" \
         -o "$TMP/$c.batch.npy" >/dev/null 2>"$TMP/err"; then ok; else fail "$c batch: $(cat "$TMP/err")"; fi
     if "$CMP" --compare "$TMP/$c.batch.npy" "$U/$c/out_t_batch.npy"; then ok; else fail "$c out_t_batch"; fi
-    if "$BIN" -m "$U/$c/model" -x "$U/$c/sample.npy" -t "$t" -o "$TMP/$c.scalar.npy" >/dev/null 2>"$TMP/err"; then ok
+    if "$BIN" -m "$U/$c/model" -x "$U/$c/sample.npy" --timestep "$t" -o "$TMP/$c.scalar.npy" >/dev/null 2>"$TMP/err"; then ok
     else fail "$c scalar: $(cat "$TMP/err")"; fi
     if "$CMP" --compare "$TMP/$c.scalar.npy" "$U/$c/out_t_scalar.npy"; then ok; else fail "$c out_t_scalar"; fi
 }
@@ -80,31 +80,31 @@ make_npy() {
 }
 expect 2 "no arguments"
 expect 2 "unknown flag" --frobnicate
-expect 2 "missing --output" -m "$A/model" -x "$A/sample.npy" -t 1
-expect 2 "both timestep flags" -m "$A/model" -x "$A/sample.npy" -t 1 --timesteps "$A/t_batch.npy" -o "$OUT"
-expect 2 "bad --timestep" -m "$A/model" -x "$A/sample.npy" -t abc -o "$OUT"
-expect 2 "bad --threads" -m "$A/model" -x "$A/sample.npy" -t 1 --threads -1 -o "$OUT"
-expect 2 "flag without value" -m "$A/model" -x "$A/sample.npy" -t 1 -o
-expect 4 "missing model" -m "$TMP/nope" -x "$A/sample.npy" -t 1 -o "$OUT"
+expect 2 "missing --output" -m "$A/model" -x "$A/sample.npy" --timestep 1
+expect 2 "both timestep flags" -m "$A/model" -x "$A/sample.npy" --timestep 1 --timesteps "$A/t_batch.npy" -o "$OUT"
+expect 2 "bad --timestep" -m "$A/model" -x "$A/sample.npy" --timestep abc -o "$OUT"
+expect 2 "bad --threads" -m "$A/model" -x "$A/sample.npy" --timestep 1 --threads -1 -o "$OUT"
+expect 2 "flag without value" -m "$A/model" -x "$A/sample.npy" --timestep 1 -o
+expect 4 "missing model" -m "$TMP/nope" -x "$A/sample.npy" --timestep 1 -o "$OUT"
 mkdir -p "$TMP/badmodel"
 sed 's/"act_fn": "silu"/"act_fn": "gelu"/' "$A/model/config.json" >"$TMP/badmodel/config.json"
 ln -s "$(cd "$A/model" && pwd)/diffusion_pytorch_model.safetensors" "$TMP/badmodel/diffusion_pytorch_model.safetensors"
-expect 3 "unsupported act_fn" -m "$TMP/badmodel" -x "$A/sample.npy" -t 1 -o "$OUT"
-expect 3 "not a model folder" -m "$TMP" -x "$A/sample.npy" -t 1 -o "$OUT"
-expect 4 "missing sample" -m "$A/model" -x "$TMP/nope.npy" -t 1 -o "$OUT"
-expect 6 "sample not float" -m "$A/model" -x "$A/t_batch.npy" -t 1 -o "$OUT"
+expect 3 "unsupported act_fn" -m "$TMP/badmodel" -x "$A/sample.npy" --timestep 1 -o "$OUT"
+expect 3 "not a model folder" -m "$TMP" -x "$A/sample.npy" --timestep 1 -o "$OUT"
+expect 4 "missing sample" -m "$A/model" -x "$TMP/nope.npy" --timestep 1 -o "$OUT"
+expect 6 "sample not float" -m "$A/model" -x "$A/t_batch.npy" --timestep 1 -o "$OUT"
 make_npy "$TMP/x2d.npy" "(2, 3)" 6
-expect 6 "sample not 4-D" -m "$A/model" -x "$TMP/x2d.npy" -t 1 -o "$OUT"
-expect 6 "sample channels" -m "$A/model" -x "$U/c_gray/sample.npy" -t 1 -o "$OUT"
+expect 6 "sample not 4-D" -m "$A/model" -x "$TMP/x2d.npy" --timestep 1 -o "$OUT"
+expect 6 "sample channels" -m "$A/model" -x "$U/c_gray/sample.npy" --timestep 1 -o "$OUT"
 make_npy "$TMP/x6.npy" "(1, 3, 6, 6)" 108
-if "$BIN" -m "$A/model" -x "$TMP/x6.npy" -t 3 -o "$TMP/x6_out.npy" >/dev/null 2>&1; then ok
+if "$BIN" -m "$A/model" -x "$TMP/x6.npy" --timestep 3 -o "$TMP/x6_out.npy" >/dev/null 2>&1; then ok
 else fail "a (1, 3, 6, 6) sample made by make_npy does not run on a_dummy"; fi
-expect 6 "sample size not divisible" -m "$U/b_cifar10_shrunk/model" -x "$TMP/x6.npy" -t 1 -o "$OUT"
+expect 6 "sample size not divisible" -m "$U/b_cifar10_shrunk/model" -x "$TMP/x6.npy" --timestep 1 -o "$OUT"
 printf 'not a npy file' >"$TMP/junk.npy"
-expect 6 "malformed sample" -m "$A/model" -x "$TMP/junk.npy" -t 1 -o "$OUT"
+expect 6 "malformed sample" -m "$A/model" -x "$TMP/junk.npy" --timestep 1 -o "$OUT"
 expect 6 "timesteps length" -m "$U/c_gray/model" -x "$U/c_gray/sample.npy" --timesteps "$A/sample.npy" -o "$OUT"
-expect 2 "fourier model, --timestep 0" -m "$U/e_fourier_skip/model" -x "$U/e_fourier_skip/sample.npy" -t 0 -o "$OUT"
-expect 4 "output folder missing" -m "$A/model" -x "$A/sample.npy" -t 1 -o "$TMP/no/such/dir/out.npy"
+expect 2 "fourier model, --timestep 0" -m "$U/e_fourier_skip/model" -x "$U/e_fourier_skip/sample.npy" --timestep 0 -o "$OUT"
+expect 4 "output folder missing" -m "$A/model" -x "$A/sample.npy" --timestep 1 -o "$TMP/no/such/dir/out.npy"
 
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]

@@ -48,7 +48,7 @@ ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.
 F16_MAX = 65504.0
 # pndm-unet command line; placeholders: {model} (the converted file), {x} (input .npy
 # (B,C,H,W) float32), {t} (timesteps .npy (B,) float32), {out} (output .npy to write).
-DEFAULT_UNET_ARGS = "--model {model} --input {x} --timesteps {t} --output {out}"
+DEFAULT_UNET_ARGS = "--model {model} --sample {x} --timesteps {t} --output {out}"
 
 
 class ConvertError(Exception):
