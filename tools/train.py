@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop after this step (a checkpoint boundary) without changing the --steps schedule; "
+                         "a later run with the same --steps continues exactly")
     ap.add_argument("--ckpt-every", type=int, default=1000)
     ap.add_argument("--export", help="only export the EMA weights of the latest checkpoint to this file")
     ap.add_argument("--export-dir", help="with --export: also write a diffusers model folder here")
@@ -165,7 +168,8 @@ def main():
     t0 = time.time()
     bench_start = step
     model.train()
-    while step < args.steps:
+    end = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
+    while step < end:
         # Everything random in step k comes from (seed, k): exact resume without RNG state.
         epoch, k = divmod(step, per_epoch)
         perm = torch.randperm(N, generator=torch.Generator().manual_seed(args.seed * 7919 + epoch))
@@ -207,7 +211,7 @@ def main():
         if args.bench and step - bench_start >= args.bench:
             print(f"bench: {(time.time()-t0)/(step-bench_start):.3f} s/step")
             return
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.ckpt_every == 0 or step == end:
             save_checkpoint(ckpt_path, step, model, ema, opt, losses)
             export(ema, os.path.join(args.out, f"ema_{step:06d}.safetensors"), "f32")
             try:

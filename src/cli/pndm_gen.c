@@ -248,7 +248,7 @@ static void on_progress(int call, int total, int64_t t, void *user) {
         if (call == total) fputc('\n', stderr);
         fflush(stderr);
     } else {
-        int every = total >= 10 ? total / 10 : 1;
+        int every = (total + 9) / 10;  /* about ten lines per run */
         if (call == total || call - ps->last_printed >= every) {
             fprintf(stderr, "  UNet call %d/%d (t=%" PRId64 ") %.1f s elapsed\n", call, total, t, el);
             ps->last_printed = call;

@@ -1,0 +1,39 @@
+/* Fuzz target: safetensors header and data (st_parse, then every accessor on what it accepted).
+ * Properties: no crash or out-of-bounds read; a refusal carries a message; every accepted tensor
+ * lies inside the buffer, is findable by name and converts to float32. */
+#include "fuzz.h"
+#include "safetensors.h"
+
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    st_file f;
+    pndm_error err = {0};
+    pndm_status st = st_parse(&f, data, size, "fuzz.safetensors", &err);
+    if (st != PNDM_OK) {
+        FUZZ_CHECK_ERR(st, err);
+        FUZZ_CHECK(f.n_tensors == 0 && f.tensors == NULL); /* left empty */
+        st_close(&f);
+        return 0;
+    }
+    for (int i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = &f.tensors[i];
+        const uint8_t *p = t->data;
+        FUZZ_CHECK(p >= data && (size_t)(p - data) <= size && t->nbytes <= size - (size_t)(p - data));
+        FUZZ_CHECK(st_find(&f, t->name) == t);
+        const float *v;
+        int owned;
+        if (st_tensor_f32(&f, t, &v, &owned, &err) == PNDM_OK) {
+            volatile float sink = 0;
+            for (size_t k = 0; k < t->count; k++) sink += v[k];
+            (void)sink;
+            if (owned) free((void *)v);
+        } else {
+            FUZZ_CHECK(err.msg[0] != 0);
+        }
+    }
+    for (int i = 0; i < f.n_meta; i++) FUZZ_CHECK(st_meta(&f, f.meta_keys[i]) != NULL);
+    FUZZ_CHECK(st_find(&f, "\x01 no such tensor") == NULL);
+    st_close(&f);
+    return 0;
+}
