@@ -1,12 +1,17 @@
 /* PNDMPipeline: noise -> set_timesteps -> for each t: eps = unet(x, t); x = step(eps, t, x).
  * Mirrors diffusers 0.30.3 pipelines/pndm/pipeline_pndm.py (PNDMPipeline.__call__). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include "util.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef PNDM_DEFAULT_MODEL_FILE
+#define PNDM_DEFAULT_MODEL_FILE "fashion_mnist.safetensors"
+#endif
 
 /* Implemented by the model loader (src/model.c): the scheduler_config JSON stored with the
  * model, or NULL; *source names where it came from. */
@@ -166,8 +171,24 @@ static int file_exists(const char *p) {
 }
 
 const char *pndm_default_model_path(void) {
+    static char exe_rel[4096];
     const char *env = getenv("PNDM_MODEL");
     if (env && *env) return env;
+    /* <prefix>/bin/pndm-gen -> <prefix>/share/pndm/<model>, wherever the prefix was moved to */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(exe_rel, sizeof exe_rel, "%.2000s/../share/pndm/%s", exe, PNDM_DEFAULT_MODEL_FILE);
+            if (file_exists(exe_rel)) {
+                static char resolved[PATH_MAX];
+                return realpath(exe_rel, resolved) ? resolved : exe_rel;
+            }
+        }
+    }
 #ifdef PNDM_INSTALLED_MODEL
     if (file_exists(PNDM_INSTALLED_MODEL)) return PNDM_INSTALLED_MODEL;
 #endif
