@@ -177,9 +177,15 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
 typedef void (*pndm_tap_fn)(const char *name, const float *data, size_t n, void *user);
 void pndm_model_set_tap(pndm_model *m, pndm_tap_fn fn, void *user);
 
-/* Default thread count: the number of physical cores. */
+/* Default thread count: the number of physical cores among the CPUs this process may run on
+ * (SMT siblings count once). The forward keeps one pool of that many threads per model between
+ * calls. */
 int pndm_default_threads(void);
-/* Kernel path in use (e.g. "avx512", "avx2", "generic"), for -v. */
+/* Kernel path in use, for -v: "avx512", "avx2" or "generic", chosen once per process from the
+ * CPU (the environment variable PNDM_KERNEL=avx2|generic forces a lower one). Results are
+ * byte-identical for any thread count or batch split within a path, not across paths. 3x3
+ * convolutions with >= 16 channels on images of >= 8x8 use Winograd F(4x4,3x3) or F(2x2,3x3)
+ * on every path (PNDM_WINOGRAD=0 disables it, for comparisons). */
 const char *pndm_kernel_path(void);
 
 /* ---------------------------------------------------------------------------------------- */

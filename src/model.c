@@ -31,6 +31,10 @@ struct pndm_model {
     char *scheduler_source;
     pndm_tap_fn tap;
     void *tap_user;
+    /* The forward context (thread pool + arena) kept between calls. A call that finds it in
+     * use by another thread runs on a context of its own. */
+    pthread_mutex_t ctx_mu;
+    unet_ctx *ctx;
 };
 
 /* ---- paths -------------------------------------------------------------------------------- */
@@ -241,6 +245,7 @@ static pndm_model *model_new(const char *path) {
         free(m);
         return NULL;
     }
+    pthread_mutex_init(&m->ctx_mu, NULL);
     return m;
 }
 
@@ -297,6 +302,8 @@ pndm_status pndm_model_load_memory(const void *data, size_t size, const char *na
 
 void pndm_model_free(pndm_model *m) {
     if (!m) return;
+    unet_ctx_free(m->ctx);
+    pthread_mutex_destroy(&m->ctx_mu);
     unet_free(&m->net);
     st_close(&m->st);
     free(m->scheduler_json);
@@ -399,7 +406,19 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
     }
     if (n_threads <= 0) n_threads = pndm_default_threads();
     if (n_threads > MODEL_MAX_THREADS) n_threads = MODEL_MAX_THREADS;
-    pndm_status st = unet_forward(&m->net, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err);
+    pndm_model *mm = (pndm_model *)m;   /* only the context cache is written, under ctx_mu */
+    pndm_status st;
+    if (pthread_mutex_trylock(&mm->ctx_mu) == 0) {
+        if (!mm->ctx) mm->ctx = unet_ctx_new();
+        st = mm->ctx ? unet_forward(&m->net, mm->ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
+                     : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
+        pthread_mutex_unlock(&mm->ctx_mu);
+    } else {
+        unet_ctx *ctx = unet_ctx_new();
+        st = ctx ? unet_forward(&m->net, ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
+                 : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
+        unet_ctx_free(ctx);
+    }
     if (st && err) pndm_fail_prefix(err, "%s", m->path);
     return st;
 }

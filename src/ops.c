@@ -1,185 +1,65 @@
-/* Kernels for the UNet (see ops.h for the determinism contract). */
+/* Kernels for the UNet (see ops.h for the determinism contract): linear, GroupNorm, pointwise,
+ * resampling, attention and time embeddings. Convolutions are in conv.c, GEMM tiles in gemm.c. */
 #define _POSIX_C_SOURCE 200809L
+#include "gemm.h"
 #include "ops.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Work partition constants. They fix which floats are summed together, so changing them may
- * change results in the last bits (but never makes them depend on threads or batch size). */
-#define OPS_CONV_WS_TARGET (1u << 18)   /* im2col floats per chunk (1 MiB) */
-#define OPS_CONV_CO_BLOCK 128           /* output channels per GEMM task */
-#define OPS_1X1_PIX_CHUNK 256           /* pixels per task for 1x1 convolutions */
-#define OPS_ATTN_WS_TARGET (1u << 18)   /* attention score floats per task */
+/* Work partition constants (they do not change results). */
+#define OPS_ATTN_WS_TARGET (1u << 20)   /* attention score floats per task (4 MiB) */
+#define OPS_ATTN_QUERIES 64             /* queries per attention task */
 #define OPS_PLANE_BLOCK 16              /* (image, channel) planes per task for resampling */
 
-/* ---- BLAS setup --------------------------------------------------------------------------- */
-static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
-static char ops_name[96];
+/* Plain C loops that the compiler vectorises; every clone gives the same bytes (ISO C mode: no
+ * contraction into FMAs; no reassociation). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OPS_CLONES
+#endif
 
-static void ops_init_once(void) {
-    openblas_set_num_threads(1);
-    const char *core = openblas_get_corename();
-    snprintf(ops_name, sizeof ops_name, "openblas (%s)", core && *core ? core : "unknown core");
-}
+const char *ops_kernel_name(void) { return gemm_path_name(gemm_path_get()); }
 
-void ops_blas_init(void) { pthread_once(&ops_once, ops_init_once); }
-
-const char *ops_kernel_name(void) {
-    ops_blas_init();
-    return ops_name;
-}
-
-/* ---- convolution -------------------------------------------------------------------------- */
 int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {
     int span = in + pad_before + pad_after - k;
     return span < 0 ? 0 : span / stride + 1;
 }
 
-static int conv_is_pointwise(const op_conv_geom *g) {
-    return g->k == 1 && g->stride == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r;
-}
-
-/* Output pixels per im2col chunk: a function of the reduction length only. */
-static size_t conv_chunk_pixels(size_t K) {
-    size_t n = OPS_CONV_WS_TARGET / K;
-    if (n < 16) n = 16;
-    return n;
-}
-
-size_t op_conv2d_ws_floats(const op_conv_geom *g) {
-    if (conv_is_pointwise(g)) return 0;
-    size_t K = (size_t)g->cin * (size_t)g->k * (size_t)g->k;
-    return K * conv_chunk_pixels(K);
-}
-
-typedef struct {
-    const ops_ctx *c;
-    const float *x, *w, *bias;
-    const op_conv_geom *g;
-    float *y;
-    int H, W, Ho, Wo;
-    size_t P, K, chunk, n_chunks, n_co;
-} conv_job;
-
-/* col (K, n): column j is output pixel p0 + j, row (ci, ky, kx). Each row is filled one output
- * row segment at a time: zeros where the tap falls in the padding, a (strided) copy elsewhere. */
-static void conv_im2col(const conv_job *j, const float *x, size_t p0, size_t n, float *col) {
-    const op_conv_geom *g = j->g;
-    const int k = g->k, s = g->stride, H = j->H, W = j->W, Wo = j->Wo;
-    size_t row = 0;
-    for (int ci = 0; ci < g->cin; ci++) {
-        const float *xc = x + (size_t)ci * H * W;
-        for (int ky = 0; ky < k; ky++) {
-            for (int kx = 0; kx < k; kx++, row++) {
-                float *dst = col + row * n;
-                /* valid output columns: 0 <= ox * s - pad_l + kx < W */
-                int lo = g->pad_l - kx > 0 ? (g->pad_l - kx + s - 1) / s : 0;
-                int hi = (W - 1 + g->pad_l - kx) >= 0 ? (W - 1 + g->pad_l - kx) / s + 1 : 0;   /* exclusive */
-                if (hi > Wo) hi = Wo;
-                size_t q = 0, p = p0;
-                while (q < n) {
-                    int oy = (int)(p / (size_t)Wo), ox0 = (int)(p % (size_t)Wo);
-                    int cnt = Wo - ox0;
-                    if ((size_t)cnt > n - q) cnt = (int)(n - q);
-                    int iy = oy * s - g->pad_t + ky;
-                    float *d = dst + q;
-                    if (iy < 0 || iy >= H) {
-                        memset(d, 0, (size_t)cnt * sizeof *d);
-                    } else {
-                        const float *src = xc + (size_t)iy * W;
-                        int a = lo > ox0 ? lo : ox0, b = hi < ox0 + cnt ? hi : ox0 + cnt;
-                        if (b < a) b = a;
-                        for (int ox = ox0; ox < a; ox++) d[ox - ox0] = 0.0f;
-                        if (s == 1) {
-                            if (b > a) memcpy(d + (a - ox0), src + (a - g->pad_l + kx), (size_t)(b - a) * sizeof *d);
-                        } else {
-                            for (int ox = a; ox < b; ox++) d[ox - ox0] = src[ox * s - g->pad_l + kx];
-                        }
-                        for (int ox = b; ox < ox0 + cnt; ox++) d[ox - ox0] = 0.0f;
-                    }
-                    q += (size_t)cnt;
-                    p += (size_t)cnt;
-                }
-            }
-        }
-    }
-}
-
-static void conv_task(void *arg, size_t task, int thread) {
-    const conv_job *j = arg;
-    const op_conv_geom *g = j->g;
-    size_t per_img = j->n_chunks * j->n_co;
-    size_t b = task / per_img, rem = task % per_img;
-    size_t chunk = rem / j->n_co, cob = rem % j->n_co;
-    size_t p0 = chunk * j->chunk;
-    size_t n = j->P - p0 < j->chunk ? j->P - p0 : j->chunk;
-    size_t co0 = cob * OPS_CONV_CO_BLOCK;
-    size_t m = (size_t)g->cout - co0 < OPS_CONV_CO_BLOCK ? (size_t)g->cout - co0 : OPS_CONV_CO_BLOCK;
-    const float *x = j->x + b * (size_t)g->cin * j->H * j->W;   // (cin, H, W)
-    float *y = j->y + b * (size_t)g->cout * j->P;                // (cout, Ho*Wo)
-    const float *bm;
-    size_t ldb;
-    if (conv_is_pointwise(g)) {
-        bm = x + p0;
-        ldb = j->P;
-    } else {
-        float *col = j->c->ws[thread];                           // (K, n)
-        conv_im2col(j, x, p0, n, col);
-        bm = col;
-        ldb = n;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)j->K, 1.0f,
-                j->w + co0 * j->K, (int)j->K, bm, (int)ldb, 0.0f, y + co0 * j->P + p0, (int)j->P);
-    if (j->bias)
-        for (size_t co = co0; co < co0 + m; co++) {
-            float bv = j->bias[co], *yr = y + co * j->P + p0;
-            for (size_t q = 0; q < n; q++) yr[q] += bv;
-        }
-}
-
-void op_conv2d(const ops_ctx *c, const float *x, int B, int H, int W, const float *w,
-               const float *bias, const op_conv_geom *g, float *y) {
-    conv_job j;
-    j.c = c;
-    j.x = x;
-    j.w = w;
-    j.bias = bias;
-    j.g = g;
-    j.y = y;
-    j.H = H;
-    j.W = W;
-    j.Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
-    j.Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
-    j.P = (size_t)j.Ho * (size_t)j.Wo;
-    j.K = (size_t)g->cin * (size_t)g->k * (size_t)g->k;
-    if (j.P == 0 || B <= 0 || g->cout <= 0) return;
-    j.chunk = conv_is_pointwise(g) ? OPS_1X1_PIX_CHUNK : conv_chunk_pixels(j.K);
-    if (j.chunk > j.P) j.chunk = j.P;
-    j.n_chunks = (j.P + j.chunk - 1) / j.chunk;
-    j.n_co = ((size_t)g->cout + OPS_CONV_CO_BLOCK - 1) / OPS_CONV_CO_BLOCK;
-    tp_run(c->pool, (size_t)B * j.n_chunks * j.n_co, conv_task, &j);
-}
-
 /* ---- linear ------------------------------------------------------------------------------- */
+/* sum of a[i] * b[i] in 16 fixed lanes, combined as a fixed tree */
+OPS_CLONES static float dot16(const float *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[i + l] * b[i + l];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    float s = acc[0];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 void op_linear(const float *x, int B, int in, const float *w, const float *bias, int out, float *y) {
     for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * in;
         float *yb = y + (size_t)b * out;
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x + (size_t)b * in, 1, 0.0f, yb, 1);
-        if (bias)
-            for (int o = 0; o < out; o++) yb[o] += bias[o];
+        for (int o = 0; o < out; o++) {
+            float v = dot16(w + (size_t)o * in, xb, in);
+            yb[o] = bias ? v + bias[o] : v;
+        }
     }
 }
 
 /* ---- exp ---------------------------------------------------------------------------------- */
 /* exp(x) for x in [-87, 88] (clamped), Cephes expf: x = n ln2 + r, e^r by a degree-6 polynomial,
  * times 2^n through the exponent bits. About 1 ulp; branch-free so loops over it vectorise. */
-static inline float exp_ops(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+static inline __attribute__((always_inline)) float exp_ops(float x) {
+    x = x > -87.0f ? x : -87.0f;   /* NaN -> -87 too: the int conversion below must stay defined */
+    x = x < 88.0f ? x : 88.0f;
     const float magic = 12582912.0f;   /* 1.5 * 2^23: (t + magic) - magic rounds t to an integer */
     float fn = (x * 1.44269504088896341f + magic) - magic;
     int32_t n = (int32_t)fn;
@@ -199,23 +79,25 @@ static inline float exp_ops(float x) {
 }
 
 /* ---- normalisation and pointwise ---------------------------------------------------------- */
-static inline float silu1(float v) { return v / (1.0f + exp_ops(-v)); }
+static inline __attribute__((always_inline)) float silu1(float v) { return v / (1.0f + exp_ops(-v)); }
 
-/* sum of x[i] (sq = 0) or of (x[i] - c)^2 (sq = 1) in double, 8 fixed lanes */
-static double sum_lanes(const float *x, size_t n, double c, int sq) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+/* sum of x[i] (sq = 0) or of (x[i] - c)^2 (sq = 1) in double, 16 fixed lanes, fixed tree */
+static inline __attribute__((always_inline)) double sum_lanes(const float *x, size_t n, double c, int sq) {
+    double a[16] = {0};
     size_t i = 0;
     if (sq) {
-        for (; i + 8 <= n; i += 8)
-            for (int l = 0; l < 8; l++) {
+        for (; i + 16 <= n; i += 16)
+            for (int l = 0; l < 16; l++) {
                 double d = (double)x[i + l] - c;
                 a[l] += d * d;
             }
     } else {
-        for (; i + 8 <= n; i += 8)
-            for (int l = 0; l < 8; l++) a[l] += (double)x[i + l];
+        for (; i + 16 <= n; i += 16)
+            for (int l = 0; l < 16; l++) a[l] += (double)x[i + l];
     }
-    double t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) a[l] += a[l + w];
+    double t = a[0];
     for (; i < n; i++) {
         double d = (double)x[i] - c;
         t += sq ? d * d : (double)x[i];
@@ -231,7 +113,9 @@ typedef struct {
     size_t ss_stride;
 } gn_job;
 
-static void gn_task(void *arg, size_t task, int thread) {
+/* task = (image, group): two-pass mean and variance in double, then one fused pass
+ * y = silu?(((x * a + bb) * (1 + scale) + shift)) per channel */
+OPS_CLONES static void gn_task(void *arg, size_t task, int thread) {
     (void)thread;
     const gn_job *j = arg;
     size_t b = task / (size_t)j->G;
@@ -247,22 +131,24 @@ static void gn_task(void *arg, size_t task, int thread) {
     for (int cc = 0; cc < cpg; cc++) {
         int ch = grp * cpg + cc;
         /* y = (x - mean) * rstd * gamma + beta, as x * a + bb */
-        float a = (float)(rstd * j->gamma[ch]);
-        float bb = (float)(j->beta[ch] - mean * rstd * j->gamma[ch]);
-        float s1 = 1.0f, sh = 0.0f;
-        int film = j->scale != NULL;
-        if (film) {
-            s1 = 1.0f + j->scale[b * j->ss_stride + (size_t)ch];
-            sh = j->shift[b * j->ss_stride + (size_t)ch];
-        }
+        const float a = (float)(rstd * j->gamma[ch]);
+        const float bb = (float)(j->beta[ch] - mean * rstd * j->gamma[ch]);
         const float *xr = x + (size_t)cc * j->HW;
         float *yr = y + (size_t)cc * j->HW;
-        if (film)
-            for (int i = 0; i < j->HW; i++) yr[i] = (xr[i] * a + bb) * s1 + sh;
-        else
-            for (int i = 0; i < j->HW; i++) yr[i] = xr[i] * a + bb;
-        if (j->silu)
-            for (int i = 0; i < j->HW; i++) yr[i] = silu1(yr[i]);
+        const int HW = j->HW;
+        if (j->scale) {
+            const float s1 = 1.0f + j->scale[b * j->ss_stride + (size_t)ch];
+            const float sh = j->shift[b * j->ss_stride + (size_t)ch];
+            if (j->silu)
+                for (int i = 0; i < HW; i++) yr[i] = silu1((xr[i] * a + bb) * s1 + sh);
+            else
+                for (int i = 0; i < HW; i++) yr[i] = (xr[i] * a + bb) * s1 + sh;
+        } else {
+            if (j->silu)
+                for (int i = 0; i < HW; i++) yr[i] = silu1(xr[i] * a + bb);
+            else
+                for (int i = 0; i < HW; i++) yr[i] = xr[i] * a + bb;
+        }
     }
 }
 
@@ -273,17 +159,8 @@ void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G
     tp_run(c->pool, (size_t)B * (size_t)G, gn_task, &j);
 }
 
-void op_silu(const float *x, size_t n, float *y) {
+OPS_CLONES void op_silu(const float *x, size_t n, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = silu1(x[i]);
-}
-
-void op_add_channel_bias(float *x, int B, int C, int HW, const float *v, size_t v_stride) {
-    for (int b = 0; b < B; b++)
-        for (int ch = 0; ch < C; ch++) {
-            float bv = v[(size_t)b * v_stride + (size_t)ch];
-            float *xr = x + ((size_t)b * C + ch) * (size_t)HW;
-            for (int i = 0; i < HW; i++) xr[i] += bv;
-        }
 }
 
 void op_add_div(const float *a, const float *b, size_t n, float div, float *y) {
@@ -424,70 +301,134 @@ void op_fir_downsample2(const ops_ctx *c, const float *x, int B, int C, int H, i
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
-static size_t attn_rows(int HW) {
-    size_t r = OPS_ATTN_WS_TARGET / (size_t)HW;
-    if (r < 1) r = 1;
-    if (r > (size_t)HW) r = (size_t)HW;
-    return r;
+/* Per (image, head, block of nq queries): S^T = k_h^T q_h (keys x queries, one GEMM on the
+ * channel-major tensors as they are), scaled, softmax down each column (over the keys), then
+ * o_h = v_h S^T with v_h packed once per head (phase 1) into panels of 16 channels (keys x 16). */
+static int attn_nq(int HW) {
+    int nq = OPS_ATTN_QUERIES;
+    while (nq > 16 && (size_t)HW * (size_t)nq > OPS_ATTN_WS_TARGET) nq -= 16;
+    int hw16 = (HW + 15) / 16 * 16;
+    return nq < hw16 ? nq : hw16;
 }
 
-size_t op_attention_ws_floats(int HW) { return attn_rows(HW) * (size_t)HW; }
+static size_t attn_head_panels(int C, int heads) {
+    int d = C / heads;
+    return (size_t)heads * (size_t)((d + GEMM_MR - 1) / GEMM_MR);
+}
 
-/* In-place softmax of n floats (torch: exp(x - max) / sum, here times 1 / sum). Fixed 8-lane
- * partial max and sum, so the loops vectorise and the order never depends on anything but n. */
-static void softmax_row(float *x, size_t n) {
-    float m8[8];
-    for (int l = 0; l < 8; l++) m8[l] = x[0];
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) m8[l] = x[i + l] > m8[l] ? x[i + l] : m8[l];
-    float mx = m8[0];
-    for (int l = 1; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
-    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (i = 0; i < n; i++) x[i] = exp_ops(x[i] - mx);
-    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (i = 0; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) s8[l] += x[i + l];
-    float sum = 0.0f;
-    for (int l = 0; l < 8; l++) sum += s8[l];
-    for (; i < n; i++) sum += x[i];
-    float inv = 1.0f / sum;
-    for (i = 0; i < n; i++) x[i] *= inv;
+void op_attention_ws(int B, int C, int HW, int heads, size_t *per_thread, size_t *shared) {
+    /* scores (HW, nq) and two tail panels (d, 16); the v panels of every head */
+    *per_thread = (size_t)HW * (size_t)attn_nq(HW) + 2 * (size_t)(C / heads) * 16;
+    *shared = (size_t)B * attn_head_panels(C, heads) * (size_t)HW * GEMM_MR;
 }
 
 typedef struct {
     const float *q, *k, *v;
     float *o;
     const ops_ctx *c;
-    int C, HW, heads, d;
+    size_t qkv_stride;
+    int C, HW, heads, d, pd, nq, n_qb;
     float scale;
-    size_t rows, n_chunks;
+    gemm_tile_fn tile;
 } attn_job;
 
-static void attn_task(void *arg, size_t task, int thread) {
+/* phase 1, task (image, head, channel panel): vp = panel of v_h, (HW, 16) */
+static void attn_pack_task(void *arg, size_t task, int thread) {
+    (void)thread;
     const attn_job *j = arg;
-    size_t per_img = (size_t)j->heads * j->n_chunks;
-    size_t b = task / per_img, rem = task % per_img;
-    size_t h = rem / j->n_chunks, ch = rem % j->n_chunks;
-    size_t i0 = ch * j->rows;
-    size_t rows = (size_t)j->HW - i0 < j->rows ? (size_t)j->HW - i0 : j->rows;
-    size_t HW = (size_t)j->HW;
-    size_t off = (b * (size_t)j->C + h * (size_t)j->d) * HW;    // head h of image b: (d, HW)
-    const float *qh = j->q + off, *kh = j->k + off, *vh = j->v + off;
-    float *oh = j->o + off;
-    float *s = j->c->ws[thread];                                 // (rows, HW) scores
-    /* s = scale * q_h[:, i0:i0+rows]^T k_h (torch.baddbmm(beta=0, alpha=scale)) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)HW, j->d, j->scale,
-                qh + i0, (int)HW, kh, (int)HW, 0.0f, s, (int)HW);
-    for (size_t r = 0; r < rows; r++) softmax_row(s + r * HW, HW);
-    /* o_h[:, i0:i0+rows] = v_h s^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->d, (int)rows, (int)HW, 1.0f, vh, (int)HW,
-                s, (int)HW, 0.0f, oh + i0, (int)HW);
+    size_t bh = task / (size_t)j->pd;
+    int cp = (int)(task % (size_t)j->pd), c0 = cp * GEMM_MR;
+    size_t b = bh / (size_t)j->heads, h = bh % (size_t)j->heads;
+    const float *vh = j->v + b * j->qkv_stride + (h * (size_t)j->d + (size_t)c0) * (size_t)j->HW;
+    int rows = j->d - c0 < GEMM_MR ? j->d - c0 : GEMM_MR;
+    gemm_pack_panel(vh, (size_t)j->HW, 1, rows, j->HW, j->c->shared + task * (size_t)j->HW * GEMM_MR);
 }
 
-void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, int B, int C,
-                  int HW, int heads, float scale, float *o) {
+/* Softmax of scale * s down each of the nq columns of s (rows, ld), in place: exp(x - max) times
+ * 1 / sum, every column summed in key order. */
+OPS_CLONES static void softmax_cols(float *s, int rows, int nq, int ld, float scale) {
+    for (int i0 = 0; i0 < nq; i0 += 16) {
+        float mx[16], sum[16];
+        const int w = nq - i0 < 16 ? nq - i0 : 16;
+        for (int l = 0; l < 16; l++) {
+            mx[l] = -INFINITY;
+            sum[l] = 0.0f;
+        }
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (size_t)r * ld + i0;
+            for (int l = 0; l < w; l++) {
+                sr[l] *= scale;
+                mx[l] = sr[l] > mx[l] ? sr[l] : mx[l];
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (size_t)r * ld + i0;
+            for (int l = 0; l < w; l++) {
+                sr[l] = exp_ops(sr[l] - mx[l]);
+                sum[l] += sr[l];
+            }
+        }
+        for (int l = 0; l < 16; l++) sum[l] = 1.0f / sum[l];
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (size_t)r * ld + i0;
+            for (int l = 0; l < w; l++) sr[l] *= sum[l];
+        }
+    }
+}
+
+/* phase 2, task (image, head, query block) */
+static void attn_task(void *arg, size_t task, int thread) {
+    const attn_job *j = arg;
+    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
+    const size_t b = task / per_img, rem = task % per_img;
+    const size_t h = rem / (size_t)j->n_qb;
+    const int HW = j->HW, d = j->d, nq = j->nq;
+    const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
+    const size_t hoff = h * (size_t)d * (size_t)HW;    // head h of image b: (d, HW)
+    const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
+    float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
+    float *st = j->c->ws[thread];                      // S^T (HW, nq)
+    float *ta = st + (size_t)HW * nq, *tb = ta + (size_t)d * 16;   // tail panels (d, 16)
+    if (nqv < nq) memset(st, 0, (size_t)HW * nq * sizeof *st);
+    /* S^T[jk][i] = sum_c k[c][jk] q[c][i0 + i] */
+    for (int q0 = 0; q0 < nqv; q0 += 16) {
+        const int cols = nqv - q0 < 16 ? nqv - q0 : 16;
+        const float *bq = qh + i0 + q0;
+        size_t ldb = (size_t)HW;
+        if (cols < 16) {
+            gemm_pack_panel(bq, 1, (size_t)HW, cols, d, tb);
+            bq = tb;
+            ldb = 16;
+        }
+        for (int k0 = 0; k0 < HW; k0 += 16) {
+            const int rows = HW - k0 < 16 ? HW - k0 : 16;
+            const float *ak = kh + k0;
+            size_t lda = (size_t)HW;
+            if (rows < 16) {
+                gemm_pack_panel(ak, 1, (size_t)HW, rows, d, ta);
+                ak = ta;
+                lda = 16;
+            }
+            j->tile(d, ak, lda, bq, ldb, st + (size_t)k0 * nq + q0, (size_t)nq, rows, cols, GEMM_FIRST, NULL);
+        }
+    }
+    softmax_cols(st, HW, nqv, nq, j->scale);
+    /* o[c][i0 + i] = sum_jk v[c][jk] S^T[jk][i] */
+    const float *vp = j->c->shared + (b * (size_t)j->heads + h) * (size_t)j->pd * HW * GEMM_MR;
+    for (int cp = 0; cp < j->pd; cp++) {
+        const int rows = d - cp * GEMM_MR < GEMM_MR ? d - cp * GEMM_MR : GEMM_MR;
+        for (int q0 = 0; q0 < nqv; q0 += 16) {
+            const int cols = nqv - q0 < 16 ? nqv - q0 : 16;
+            j->tile(HW, vp + (size_t)cp * HW * GEMM_MR, GEMM_MR, st + q0, (size_t)nq,
+                    oh + (size_t)cp * GEMM_MR * HW + i0 + q0, (size_t)HW, rows, cols, GEMM_FIRST, NULL);
+        }
+    }
+}
+
+void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B,
+                  int C, int HW, int heads, float scale, float *o) {
     attn_job j;
+    j.qkv_stride = qkv_stride;
     j.q = q;
     j.k = k;
     j.v = v;
@@ -497,10 +438,13 @@ void op_attention(const ops_ctx *c, const float *q, const float *k, const float 
     j.HW = HW;
     j.heads = heads;
     j.d = C / heads;
+    j.pd = (j.d + GEMM_MR - 1) / GEMM_MR;
     j.scale = scale;
-    j.rows = attn_rows(HW);
-    j.n_chunks = ((size_t)HW + j.rows - 1) / j.rows;
-    tp_run(c->pool, (size_t)B * (size_t)heads * j.n_chunks, attn_task, &j);
+    j.nq = attn_nq(HW);
+    j.n_qb = (HW + j.nq - 1) / j.nq;
+    j.tile = gemm_tile();
+    tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.pd, attn_pack_task, &j);
+    tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_task, &j);
 }
 
 /* ---- time embeddings ---------------------------------------------------------------------- */

@@ -1,13 +1,12 @@
 /* Kernels for the UNet: NCHW float32 tensors, a batch of B images at a time. They know nothing
  * of the UNet.
  *
- * Parallelism and determinism: every kernel splits its work into tasks by image and by blocks
- * whose size depends only on the tensor shapes (never on the thread count or the batch size),
- * runs them on ctx->pool, and never reduces across tasks. So the bytes of image b depend only
- * on image b's inputs: they are identical for every thread count and every batch size.
- * Matrix products go to OpenBLAS single-threaded (ops_blas_init sets that once per process);
- * convolutions are GEMMs over an im2col matrix built per chunk of output pixels in a per-thread
- * workspace of bounded size (op_conv2d_ws_floats). */
+ * Parallelism and determinism: every kernel splits its work into tasks whose boundaries depend
+ * only on the tensor shapes, runs them on ctx->pool, and computes every output element by the
+ * same operations whichever task (or thread, or batch position) it falls in. So the bytes of
+ * image b depend only on image b's inputs: identical for every thread count and batch size.
+ * Matrix products go through the 16 x 16 tiles of gemm.h (AVX-512, AVX2 or portable C, chosen at
+ * run time); convolutions use weights packed once by op_conv_init (conv.c). */
 #ifndef PNDM_OPS_H
 #define PNDM_OPS_H
 
@@ -15,14 +14,14 @@
 #include "threadpool.h"
 
 typedef struct ops_ctx {
-    tp_pool *pool;     /* may be NULL: run on the caller */
-    float **ws;        /* ws[thread]: per-thread scratch of ws_floats floats */
+    tp_pool *pool;      /* may be NULL: run on the caller */
+    float **ws;         /* ws[thread]: per-thread scratch of ws_floats floats */
     size_t ws_floats;
+    float *shared;      /* scratch used by all threads of one kernel call */
+    size_t shared_floats;
 } ops_ctx;
 
-/* Make OpenBLAS single-threaded (once per process; the pool owns parallelism). */
-void ops_blas_init(void);
-/* "openblas (<core>)" */
+/* Kernel path in use: "avx512", "avx2" or "generic" (PNDM_KERNEL=avx2|generic forces one). */
 const char *ops_kernel_name(void);
 
 /* ---- convolution ------------------------------------------------------------------------ */
@@ -31,15 +30,37 @@ typedef struct op_conv_geom {
     int pad_t, pad_l, pad_b, pad_r;  /* zero padding (asymmetric for Downsample2D padding=0) */
 } op_conv_geom;
 
+/* Weights packed for the GEMM tiles: panels of 16 output channels, (panels, cin*k*k, 16). */
+typedef struct op_conv_w {
+    op_conv_geom g;
+    int K;              /* cin * k * k */
+    int panels;         /* ceil(cout / 16) */
+    float *a;           /* owned, 64-byte aligned */
+    const float *bias;  /* (cout) or NULL, not owned */
+} op_conv_w;
+
+/* Pack w (cout, cin, k, k); bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
+int op_conv_init(op_conv_w *cw, const op_conv_geom *g, const float *w, const float *bias);
+void op_conv_free(op_conv_w *cw);
+
 /* Output size of a convolution along one axis. */
 int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after);
-/* Scratch floats per thread that op_conv2d needs for this geometry (0 for 1x1, stride 1, no
- * padding). */
-size_t op_conv2d_ws_floats(const op_conv_geom *g);
-/* x (B, cin, H, W), w (cout, cin, k, k), bias (cout) or NULL -> y (B, cout, Ho, Wo).
- * y must not overlap x. */
-void op_conv2d(const ops_ctx *c, const float *x, int B, int H, int W, const float *w,
-               const float *bias, const op_conv_geom *g, float *y);
+
+/* What a convolution adds to its sum: y = (conv(x) + bias + img_bias[b] + res) / div. */
+typedef struct op_conv_epi {
+    const float *img_bias;   /* (B, cout) with row stride img_bias_stride, or NULL */
+    size_t img_bias_stride;
+    const float *res;        /* (B, cout, Ho, Wo) residual, or NULL; may equal y */
+    float div;               /* 1: none */
+} op_conv_epi;
+
+/* Scratch op_conv2d needs on (H, W) inputs: floats per thread (ctx->ws) and shared (ctx->shared). */
+void op_conv2d_ws(const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared);
+/* x (B, cin, H, W) -> y (B, cout, Ho, Wo); e may be NULL. y must not overlap x. */
+void op_conv2d(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W, const op_conv_epi *e,
+               float *y);
+/* Tests: disable (0) or re-enable (1) the Winograd path (also PNDM_WINOGRAD=0). */
+void op_conv_set_winograd(int on);
 
 /* ---- linear (per image) ----------------------------------------------------------------- */
 /* x (B, in), w (out, in), bias (out) or NULL -> y (B, out). Runs on the caller (tiny). */
@@ -54,8 +75,6 @@ void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G
                    const float *shift, size_t ss_stride, int silu, float *y);
 /* y = silu(x) = x * sigmoid(x), n floats (y may equal x). */
 void op_silu(const float *x, size_t n, float *y);
-/* x (B, C, HW) += v[b * v_stride + c] (a per-image, per-channel bias). */
-void op_add_channel_bias(float *x, int B, int C, int HW, const float *v, size_t v_stride);
 /* y = (a + b) / div, n floats (y may equal a or b). div is applied as a true division. */
 void op_add_div(const float *a, const float *b, size_t n, float div, float *y);
 /* Concatenate along channels per image: a (B, Ca, HW), b (B, Cb, HW) -> y (B, Ca+Cb, HW). */
@@ -74,13 +93,14 @@ void op_fir_upsample2(const ops_ctx *c, const float *x, int B, int C, int H, int
 void op_fir_downsample2(const ops_ctx *c, const float *x, int B, int C, int H, int W, float *y);
 
 /* ---- attention -------------------------------------------------------------------------- */
-/* Scratch floats per thread that op_attention needs for a sequence of length HW. */
-size_t op_attention_ws_floats(int HW);
+/* Scratch op_attention needs: floats per thread and shared (B images of C channels). */
+void op_attention_ws(int B, int C, int HW, int heads, size_t *per_thread, size_t *shared);
 /* Multi-head self-attention core of diffusers' AttnProcessor on channel-major tensors:
- * q, k, v, o (B, C, HW) with head h = channels [h*d, (h+1)*d), d = C / heads:
+ * q, k, v (B, C, HW) with image stride qkv_stride (floats; C * HW when separate), o (B, C, HW),
+ * head h = channels [h*d, (h+1)*d), d = C / heads:
  * o[:, h] = v_h softmax(scale * q_h^T k_h)^T (softmax over keys, float32). */
-void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, int B, int C,
-                  int HW, int heads, float scale, float *o);
+void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B,
+                  int C, int HW, int heads, float scale, float *o);
 
 /* ---- time embeddings -------------------------------------------------------------------- */
 /* diffusers get_timestep_embedding(t, dim, flip_sin_to_cos, downscale_freq_shift=shift,

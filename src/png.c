@@ -364,12 +364,13 @@ static int png_dec_run(png_dec *c) {
     size_t stride = (size_t)w * (size_t)ch; /* w <= 1e6: no overflow */
     if (png_get_rowbytes(png, info) != stride) png_error(png, "unexpected row size after conversion");
 
+    /* also for the text reader, which inflates every row to reach the chunks after IDAT */
+    if (stride != 0 && (size_t)h > PNG_MAX_DECODE_BYTES / stride) {
+        snprintf(c->detail, sizeof c->detail, "image %ux%u too large to decode (limit %zu bytes)", (unsigned)w,
+                 (unsigned)h, PNG_MAX_DECODE_BYTES);
+        png_error(png, c->detail);
+    }
     if (c->want_pixels) {
-        if (stride != 0 && (size_t)h > PNG_MAX_DECODE_BYTES / stride) {
-            snprintf(c->detail, sizeof c->detail, "image %ux%u too large to decode (limit %zu bytes)", (unsigned)w,
-                     (unsigned)h, PNG_MAX_DECODE_BYTES);
-            png_error(png, c->detail);
-        }
         c->pixels = malloc(stride * h);
         c->rows = malloc(sizeof *c->rows * h);
         if (!c->pixels || !c->rows) {
@@ -414,7 +415,8 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
     /* libpng allocates (and clears) an ancillary chunk's declared length before reading it, up to
      * 2^31 bytes; walk the chunk list first so that no length runs past the end of the data */
     const unsigned char *b = buf;
-    for (size_t pos = 8; size - pos >= 12;) {
+    size_t pos = 8;
+    while (size - pos >= 12) {
         uint32_t len = png_be32(b + pos);
         if (len > 0x7fffffffu || (size_t)len > size - pos - 12) {
             char type[5];
@@ -427,9 +429,14 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
                              "%s: invalid PNG: chunk '%s' at offset %zu declares %u bytes, only %zu follow "
                              "(truncated file?)", source, type, pos, (unsigned)len, size - pos - 12);
         }
-        if (memcmp(b + pos + 4, "IEND", 4) == 0) break;
+        if (memcmp(b + pos + 4, "IEND", 4) == 0) return PNDM_OK;
         pos += 12 + (size_t)len;
     }
+    /* a chunk header (length + type) with no room for its data and CRC: libpng would allocate
+     * the declared length before finding the data missing */
+    if (size - pos >= 8)
+        return pndm_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: the chunk at offset %zu is cut short (truncated file?)",
+                         source, pos);
     return PNDM_OK;
 }
 

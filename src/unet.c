@@ -1,7 +1,7 @@
 /* UNet2DModel: layer plan (mirrors diffusers 0.30.3 models/unets/unet_2d.py and unet_2d_blocks.py
  * constructors), weight binding by state-dict name, and the forward pass (the forward methods of
  * the same classes; see each function). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
 #include "unet.h"
 #include "util.h"
 
@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ============================================================================================ */
 /* Plan                                                                                         */
@@ -44,6 +46,7 @@ static pndm_status b_reg(builder *b, const float **slot, int ndim, int64_t d0, i
         if (i < ndim) count *= (size_t)d[i];
     }
     p->slot = slot;
+    p->packed = 0;
     n->param_floats += count;
     return PNDM_OK;
 }
@@ -58,7 +61,9 @@ static pndm_status b_conv(builder *b, unet_conv *c, int cin, int cout, int k, in
     c->g.pad_l = pad[1];
     c->g.pad_b = pad[2];
     c->g.pad_r = pad[3];
+    c->w_param = b->n->n_params;
     pndm_status st = b_reg(b, &c->w, 4, cout, cin, k, k, prefix, "weight");
+    if (!st) b->n->params[c->w_param].packed = 1;
     return st ? st : b_reg(b, &c->b, 1, cout, 0, 0, 0, prefix, "bias");
 }
 
@@ -67,6 +72,7 @@ static const int PAD0[4] = {0, 0, 0, 0}, PAD1[4] = {1, 1, 1, 1};
 static pndm_status b_linear(builder *b, unet_linear *l, int in, int out, const char *prefix) {
     l->in = in;
     l->out = out;
+    l->w_param = b->n->n_params;
     pndm_status st = b_reg(b, &l->w, 2, out, in, 0, 0, prefix, "weight");
     return st ? st : b_reg(b, &l->b, 1, out, 0, 0, 0, prefix, "bias");
 }
@@ -144,7 +150,10 @@ static pndm_status b_attn(builder *b, unet_attn *a, int ch, int norm_groups, con
     snprintf(name, sizeof name, "%s.to_v", prefix);
     if ((st = b_linear(b, &a->v, ch, ch, name))) return st;
     snprintf(name, sizeof name, "%s.to_out.0", prefix);
-    return b_linear(b, &a->out, ch, ch, name);
+    if ((st = b_linear(b, &a->out, ch, ch, name))) return st;
+    b->n->params[a->q.w_param].packed = b->n->params[a->k.w_param].packed = 1;
+    b->n->params[a->v.w_param].packed = b->n->params[a->out.w_param].packed = 1;
+    return PNDM_OK;
 }
 
 static pndm_status b_alloc_block(builder *b, unet_block *blk, int n_res, int n_attn) {
@@ -281,8 +290,58 @@ static pndm_status b_up(builder *b, int i) {
     return b_conv(b, &blk->conv, out, out, 3, 1, PAD1, name);
 }
 
+/* Every convolution and attention of the net (also of a partly built one). */
+typedef void (*conv_visit)(unet_conv *c, void *arg);
+typedef void (*attn_visit)(unet_attn *a, void *arg);
+
+static void visit_resnet(unet_resnet *r, conv_visit fc, void *arg) {
+    fc(&r->conv1, arg);
+    fc(&r->conv2, arg);
+    if (r->has_shortcut) fc(&r->shortcut, arg);
+}
+
+static void visit_block(unet_block *blk, conv_visit fc, attn_visit fa, void *arg) {
+    if (blk->resnets)
+        for (int j = 0; j < blk->n_resnets; j++) visit_resnet(&blk->resnets[j], fc, arg);
+    if (blk->attns)
+        for (int j = 0; j < blk->n_attns; j++) fa(&blk->attns[j], arg);
+    switch (blk->sampler) {
+    case UNET_SAMPLER_NONE: break;
+    case UNET_SAMPLER_CONV: fc(&blk->conv, arg); break;
+    case UNET_SAMPLER_RESNET: visit_resnet(&blk->rs, fc, arg); break;
+    case UNET_SAMPLER_SKIP:
+        visit_resnet(&blk->rs, fc, arg);
+        fc(&blk->skip_conv, arg);
+        break;
+    }
+}
+
+static void visit_net(unet_net *net, conv_visit fc, attn_visit fa, void *arg) {
+    fc(&net->conv_in, arg);
+    for (int i = 0; i < UNET_MAX_LEVELS; i++) visit_block(&net->down[i], fc, fa, arg);
+    visit_resnet(&net->mid_res[0], fc, arg);
+    fa(&net->mid_attn, arg);
+    visit_resnet(&net->mid_res[1], fc, arg);
+    for (int i = 0; i < UNET_MAX_LEVELS; i++) visit_block(&net->up[i], fc, fa, arg);
+    fc(&net->conv_out, arg);
+}
+
+static void free_conv(unet_conv *c, void *arg) {
+    (void)arg;
+    op_conv_free(&c->pk);
+}
+
+static void free_attn(unet_attn *a, void *arg) {
+    (void)arg;
+    op_conv_free(&a->qkv);
+    op_conv_free(&a->proj);
+    free(a->qkv_bias);
+    a->qkv_bias = NULL;
+}
+
 void unet_free(unet_net *net) {
     if (!net) return;
+    visit_net(net, free_conv, free_attn, NULL);
     for (int i = 0; i < UNET_MAX_LEVELS; i++) {
         free(net->down[i].resnets);
         free(net->down[i].attns);
@@ -348,6 +407,83 @@ static int cmp_param_name(const void *a, const void *b) {
     return strcmp((*(const unet_param *const *)a)->name, (*(const unet_param *const *)b)->name);
 }
 
+/* ---- packing ------------------------------------------------------------------------------ */
+typedef struct pack_state {
+    unet_net *net;
+    const st_file *f;
+    pndm_error *err;
+    pndm_status st;
+} pack_state;
+
+/* Release the pages of a mapped file that only hold [p, p + n): they are not read again (a later
+ * read would fault them back in from the file). Caller-owned buffers are left alone. */
+static void drop_pages(const st_file *f, const void *p, size_t n) {
+    if (!f->map) return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, m0 = (uintptr_t)f->map, m1 = m0 + f->map_size;
+    if (lo < m0 || hi > m1) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, b = hi / (uintptr_t)pg * (uintptr_t)pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Parameter i as float32 (*owned: a malloc'ed conversion to free with param_release). */
+static pndm_status param_get(pack_state *ps, int i, const float **data, int *owned) {
+    const st_tensor *t = st_find(ps->f, ps->net->params[i].name);
+    PNDM_ASSERT(t != NULL);
+    return st_tensor_f32(ps->f, t, data, owned, ps->err);
+}
+
+static void param_release(pack_state *ps, int i, const float *data, int owned) {
+    const st_tensor *t = st_find(ps->f, ps->net->params[i].name);
+    if (owned) free((void *)data);
+    drop_pages(ps->f, t->data, t->nbytes);
+}
+
+static void pack_conv(unet_conv *c, void *arg) {
+    pack_state *ps = arg;
+    if (ps->st) return;
+    const float *w;
+    int owned;
+    if ((ps->st = param_get(ps, c->w_param, &w, &owned))) return;
+    int ok = op_conv_init(&c->pk, &c->g, w, c->b);
+    param_release(ps, c->w_param, w, owned);
+    if (!ok) ps->st = pndm_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing '%s'", ps->f->source ? ps->f->source : "model",
+                                ps->net->params[c->w_param].name);
+}
+
+/* to_q, to_k, to_v -> one 1x1 convolution C -> 3C; to_out.0 -> a 1x1 convolution */
+static void pack_attn(unet_attn *a, void *arg) {
+    pack_state *ps = arg;
+    if (ps->st || a->channels == 0) return;
+    const int C = a->channels;
+    const unet_linear *lin[3] = {&a->q, &a->k, &a->v};
+    float *w3 = malloc((size_t)3 * C * C * sizeof *w3);
+    a->qkv_bias = malloc((size_t)3 * C * sizeof *a->qkv_bias);
+    int ok = w3 && a->qkv_bias;
+    for (int i = 0; i < 3 && ok && !ps->st; i++) {
+        const float *w;
+        int owned;
+        if ((ps->st = param_get(ps, lin[i]->w_param, &w, &owned))) break;
+        memcpy(w3 + (size_t)i * C * C, w, (size_t)C * C * sizeof *w3);
+        memcpy(a->qkv_bias + (size_t)i * C, lin[i]->b, (size_t)C * sizeof *w3);
+        param_release(ps, lin[i]->w_param, w, owned);
+    }
+    const op_conv_geom g3 = {C, 3 * C, 1, 1, 0, 0, 0, 0}, g1 = {C, C, 1, 1, 0, 0, 0, 0};
+    if (ok && !ps->st) ok = op_conv_init(&a->qkv, &g3, w3, a->qkv_bias);
+    free(w3);
+    if (ok && !ps->st) {
+        const float *w;
+        int owned;
+        if (!(ps->st = param_get(ps, a->out.w_param, &w, &owned))) {
+            ok = op_conv_init(&a->proj, &g1, w, a->out.b);
+            param_release(ps, a->out.w_param, w, owned);
+        }
+    }
+    if (!ok && !ps->st) ps->st = pndm_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing attention weights",
+                                           ps->f->source ? ps->f->source : "model");
+}
+
 pndm_status unet_bind(unet_net *net, const st_file *f, pndm_error *err) {
     const char *src = f->source ? f->source : "model";
     /* 1. every parameter present with its shape */
@@ -388,6 +524,7 @@ pndm_status unet_bind(unet_net *net, const st_file *f, pndm_error *err) {
     net->owned = calloc((size_t)(net->n_params ? net->n_params : 1), sizeof *net->owned);
     if (!net->owned) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", src);
     for (int i = 0; i < net->n_params; i++) {
+        if (net->params[i].packed) continue;
         const st_tensor *t = st_find(f, net->params[i].name);
         const float *data;
         int owned;
@@ -396,146 +533,276 @@ pndm_status unet_bind(unet_net *net, const st_file *f, pndm_error *err) {
         if (owned) net->owned[net->n_owned++] = (float *)data;
         *net->params[i].slot = data;
     }
-    return PNDM_OK;
+    /* 4. packed weights, one tensor at a time */
+    pack_state ps = {net, f, err, PNDM_OK};
+    visit_net(net, pack_conv, pack_attn, &ps);
+    return ps.st;
 }
+
 
 /* ============================================================================================ */
 /* Forward                                                                                      */
 
 #define FWD_ALIGN 16   /* floats (64 bytes) */
-#define FWD_SLOTS 8    /* h[2], cat, t[5] */
 #define FWD_MAX_STACK (UNET_MAX_LEVELS * (UNET_MAX_LAYERS + 1) + 1)
 
 /* saturating size arithmetic for the layout */
 static size_t sz_mul(size_t a, size_t b) { size_t r; return pndm_mul_size(a, b, &r) ? r : SIZE_MAX; }
 static size_t sz_add(size_t a, size_t b) { size_t r; return pndm_add_size(a, b, &r) ? r : SIZE_MAX; }
 static size_t sz_align(size_t n) { return n >= SIZE_MAX - FWD_ALIGN ? SIZE_MAX : (n + FWD_ALIGN - 1) / FWD_ALIGN * FWD_ALIGN; }
+static size_t sz_max(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Working buffers of a pass, each sized for the largest tensor the forward puts in it. A resnet
+ * (T1..T3) and an attention (QKV, ATT) never run at once: those two groups share memory. */
+enum {
+    BUF_H0, BUF_H1,   /* hidden states, ping-pong */
+    BUF_CAT,          /* up blocks: torch.cat([hidden, res], dim=1) */
+    BUF_T0,           /* norm outputs; upsampled hidden of an Upsample2D */
+    BUF_T1, BUF_T2,   /* resampled input / hidden of a resnet, its shortcut */
+    BUF_T3,           /* a resnet's conv1 output */
+    BUF_QKV,          /* attention: q, k, v (B, 3C, HW) */
+    BUF_ATT,          /* attention output before to_out */
+    BUF_N
+};
+
+/* Floats of buffers [b0, b1) laid out one after the other for MB images. */
+static size_t bufs_floats(const size_t *buf, int b0, int b1, int MB) {
+    size_t n = 0;
+    for (int b = b0; b < b1; b++) n = sz_add(n, sz_align(sz_mul(buf[b], (size_t)MB)));
+    return n;
+}
+
+/* All working buffers: H0..T0, then T1..T3 and QKV..ATT overlaid. */
+static size_t work_floats(const size_t *buf, int MB) {
+    return sz_add(bufs_floats(buf, BUF_H0, BUF_T1, MB),
+                  sz_max(bufs_floats(buf, BUF_T1, BUF_QKV, MB), bufs_floats(buf, BUF_QKV, BUF_N, MB)));
+}
 
 typedef struct fwd_layout {
-    size_t slot;        /* floats per working slot: B * the largest C * H * W of any tensor */
-    size_t stack;       /* skip connections (B, C, H, W) pushed by conv_in and the down blocks */
-    size_t sk;          /* per skip-sample buffer: B * 3 * H * W (0 without skip blocks) */
-    size_t xc;          /* centred input (0 unless center_input_sample) */
-    size_t vec;         /* per small vector buffer: B * max(time dims) */
-    size_t ws;          /* per-thread scratch */
-    size_t total;       /* all of the above, aligned, in floats */
+    int MB;                 /* images per pass */
+    size_t buf[BUF_N];      /* floats per image */
+    size_t stack;           /* skip connections pushed by conv_in and the down blocks (MB images) */
+    size_t sk;              /* per skip-sample buffer, per image: 3 * H * W (0 without skip blocks) */
+    size_t xc;              /* centred input, per image (0 unless center_input_sample) */
+    size_t vec;             /* per small vector buffer, per image: the largest time dimension */
+    size_t ws;              /* per-thread scratch */
+    size_t shared;          /* scratch shared by the threads (MB images) */
+    size_t total;           /* floats of the arena */
 } fwd_layout;
 
-typedef struct level_max {
-    size_t c[UNET_MAX_LEVELS + 1];   /* largest channel count of a tensor at each level */
-    size_t ws;                       /* largest per-thread scratch */
-    size_t vec;                      /* largest time-projection width */
-    int H, W;
-} level_max;
+/* ---- layout: a walk over the net that mirrors the forward below ----------------------------- */
+typedef struct planner {
+    fwd_layout *L;
+    int stack_c[FWD_MAX_STACK];   /* channels of the pushed skip connections */
+    int n_stack;
+} planner;
 
-static void lm_note(level_max *m, int lvl, int ch) {
-    if ((size_t)ch > m->c[lvl]) m->c[lvl] = (size_t)ch;
+static void pl_buf(planner *p, int b, int C, int H, int W) {
+    p->L->buf[b] = sz_max(p->L->buf[b], sz_mul((size_t)C, sz_mul((size_t)H, (size_t)W)));
 }
 
-static void lm_conv(level_max *m, const unet_conv *c) {
-    size_t w = op_conv2d_ws_floats(&c->g);
-    if (w > m->ws) m->ws = w;
+static void pl_hidden(planner *p, int C, int H, int W) {
+    pl_buf(p, BUF_H0, C, H, W);
+    pl_buf(p, BUF_H1, C, H, W);
 }
 
-static void lm_resnet(level_max *m, const unet_resnet *r, int lvl) {
-    int out = lvl + (r->resample == UNET_RS_AVGPOOL || r->resample == UNET_RS_FIR_DOWN) -
-              (r->resample == UNET_RS_NEAREST || r->resample == UNET_RS_FIR_UP);
-    lm_note(m, lvl, r->cin);
-    lm_note(m, out, r->cin);
-    lm_note(m, out, r->cout);
-    lm_conv(m, &r->conv1);
-    lm_conv(m, &r->conv2);
-    if (r->has_shortcut) lm_conv(m, &r->shortcut);
-    if ((size_t)r->temb.out > m->vec) m->vec = (size_t)r->temb.out;
+static void pl_push(planner *p, int C, int H, int W) {
+    PNDM_ASSERT(p->n_stack < FWD_MAX_STACK);
+    p->stack_c[p->n_stack++] = C;
+    p->L->stack = sz_add(p->L->stack, sz_align(sz_mul((size_t)p->L->MB, sz_mul((size_t)C, sz_mul((size_t)H, (size_t)W)))));
 }
 
-static void lm_attn(level_max *m, const unet_attn *a, int lvl) {
-    lm_note(m, lvl, a->channels);
-    size_t w = op_attention_ws_floats((m->H >> lvl) * (m->W >> lvl));
-    if (w > m->ws) m->ws = w;
+static void pl_conv(planner *p, const op_conv_geom *g, int H, int W) {
+    size_t a, s;
+    op_conv2d_ws(g, H, W, &a, &s);
+    p->L->ws = sz_max(p->L->ws, a);
+    p->L->shared = sz_max(p->L->shared, s);
 }
 
-static void lm_block(level_max *m, const unet_block *blk, int lvl, int down) {
-    for (int j = 0; j < blk->n_resnets; j++) lm_resnet(m, &blk->resnets[j], lvl);
-    for (int j = 0; j < blk->n_attns; j++) lm_attn(m, &blk->attns[j], lvl);
-    int next = down ? lvl + 1 : lvl - 1;
-    switch (blk->sampler) {
-    case UNET_SAMPLER_NONE: break;
-    case UNET_SAMPLER_CONV:
-        lm_note(m, next, blk->cout);
-        lm_conv(m, &blk->conv);
-        break;
-    case UNET_SAMPLER_RESNET: lm_resnet(m, &blk->rs, lvl); break;
-    case UNET_SAMPLER_SKIP:
-        lm_resnet(m, &blk->rs, lvl);
-        lm_conv(m, &blk->skip_conv);
-        lm_note(m, lvl, 3);
-        lm_note(m, next, 3);
-        break;
+static void pl_resnet(planner *p, const unet_resnet *r, int *H, int *W) {
+    pl_buf(p, BUF_T0, r->cin, *H, *W);
+    if (r->resample != UNET_RS_NONE) {
+        int up = r->resample == UNET_RS_NEAREST || r->resample == UNET_RS_FIR_UP;
+        *H = up ? 2 * *H : *H / 2;
+        *W = up ? 2 * *W : *W / 2;
+        pl_buf(p, BUF_T1, r->cin, *H, *W);
+        pl_buf(p, BUF_T2, r->cin, *H, *W);
     }
+    pl_conv(p, &r->conv1.g, *H, *W);
+    pl_buf(p, BUF_T3, r->cout, *H, *W);
+    pl_buf(p, BUF_T0, r->cout, *H, *W);
+    pl_conv(p, &r->conv2.g, *H, *W);
+    if (r->has_shortcut) {
+        pl_conv(p, &r->shortcut.g, *H, *W);
+        pl_buf(p, BUF_T1, r->cout, *H, *W);
+        pl_buf(p, BUF_T2, r->cout, *H, *W);
+    }
+    p->L->vec = sz_max(p->L->vec, (size_t)r->temb.out);
 }
 
-static int fwd_plan(const unet_net *net, int B, int H, int W, int n_threads, fwd_layout *L) {
+static void pl_attn(planner *p, const unet_attn *a, int HW) {
+    pl_buf(p, BUF_T0, a->channels, 1, HW);
+    pl_buf(p, BUF_QKV, 3 * a->channels, 1, HW);
+    pl_buf(p, BUF_ATT, a->channels, 1, HW);
+    const op_conv_geom g3 = {a->channels, 3 * a->channels, 1, 1, 0, 0, 0, 0};
+    const op_conv_geom g1 = {a->channels, a->channels, 1, 1, 0, 0, 0, 0};
+    pl_conv(p, &g3, 1, HW);
+    pl_conv(p, &g1, 1, HW);
+    size_t ws, sh;
+    op_attention_ws(p->L->MB, a->channels, HW, a->heads, &ws, &sh);
+    p->L->ws = sz_max(p->L->ws, ws);
+    p->L->shared = sz_max(p->L->shared, sh);
+}
+
+static int fwd_plan(const unet_net *net, int MB, int H, int W, int n_threads, fwd_layout *L) {
     const unet_config *c = &net->cfg;
-    const int NL = c->n_levels;
-    level_max m;
-    memset(&m, 0, sizeof m);
-    m.H = H;
-    m.W = W;
-    m.vec = (size_t)(net->temb_dim > net->tproj_dim ? net->temb_dim : net->tproj_dim);
-    lm_note(&m, 0, c->in_channels);
-    lm_note(&m, 0, c->out_channels);
-    lm_note(&m, 0, c->block_out_channels[0]);
-    lm_conv(&m, &net->conv_in);
-    lm_conv(&m, &net->conv_out);
-    for (int i = 0; i < NL; i++) lm_block(&m, &net->down[i], i, 1);
-    lm_resnet(&m, &net->mid_res[0], NL - 1);
-    lm_resnet(&m, &net->mid_res[1], NL - 1);
-    if (net->mid_has_attn) lm_attn(&m, &net->mid_attn, NL - 1);
-    for (int i = 0; i < NL; i++) {
-        const unet_block *blk = &net->up[i];
-        lm_block(&m, blk, NL - 1 - i, 0);
-    }
+    planner pl;
+    planner *p = &pl;
     memset(L, 0, sizeof *L);
-    size_t slot = 0;
-    for (int l = 0; l < NL; l++) {
-        size_t e = sz_mul(m.c[l], sz_mul((size_t)(H >> l), (size_t)(W >> l)));
-        if (e > slot) slot = e;
+    /* sizes pndm_unet_forward accepts: every level at least 1x1, H * W well inside int */
+    const int div = 1 << (c->n_levels - 1);
+    if (MB < 1 || H < div || W < div || H % div || W % div || (size_t)H * (size_t)W > ((size_t)1 << 28)) return 0;
+    memset(p, 0, sizeof *p);
+    p->L = L;
+    L->MB = MB;
+    L->vec = (size_t)(net->temb_dim > net->tproj_dim ? net->temb_dim : net->tproj_dim);
+    int h = H, w = W, C = c->block_out_channels[0];
+    pl_conv(p, &net->conv_in.g, h, w);
+    pl_push(p, C, h, w);
+    for (int i = 0; i < c->n_levels; i++) {           /* down_fwd */
+        const unet_block *blk = &net->down[i];
+        for (int j = 0; j < blk->n_resnets; j++) {
+            pl_resnet(p, &blk->resnets[j], &h, &w);
+            if (blk->n_attns) {
+                pl_hidden(p, blk->resnets[j].cout, h, w);
+                pl_attn(p, &blk->attns[j], h * w);
+            }
+            pl_push(p, blk->resnets[j].cout, h, w);
+        }
+        switch (blk->sampler) {
+        case UNET_SAMPLER_NONE: break;
+        case UNET_SAMPLER_CONV:
+            pl_conv(p, &blk->conv.g, h, w);
+            h /= 2;
+            w /= 2;
+            pl_push(p, blk->cout, h, w);
+            break;
+        case UNET_SAMPLER_RESNET:
+            pl_resnet(p, &blk->rs, &h, &w);
+            pl_push(p, blk->cout, h, w);
+            break;
+        case UNET_SAMPLER_SKIP:
+            pl_resnet(p, &blk->rs, &h, &w);
+            pl_hidden(p, blk->cout, h, w);
+            pl_conv(p, &blk->skip_conv.g, h, w);
+            pl_push(p, blk->cout, h, w);
+            break;
+        }
+        C = blk->cout;
     }
-    L->slot = sz_align(sz_mul((size_t)B, slot));
-    /* stack: conv_in output, then each down block's resnet outputs and downsample output */
-    size_t stack = sz_align(sz_mul((size_t)B, sz_mul((size_t)c->block_out_channels[0], sz_mul((size_t)H, (size_t)W))));
-    for (int i = 0; i < NL; i++) {
-        size_t px = sz_mul((size_t)(H >> i), (size_t)(W >> i));
-        size_t e = sz_align(sz_mul((size_t)B, sz_mul((size_t)c->block_out_channels[i], px)));
-        stack = sz_add(stack, sz_mul(e, (size_t)net->down[i].n_resnets));
-        if (net->down[i].sampler != UNET_SAMPLER_NONE) {
-            size_t px2 = sz_mul((size_t)(H >> (i + 1)), (size_t)(W >> (i + 1)));
-            stack = sz_add(stack, sz_align(sz_mul((size_t)B, sz_mul((size_t)c->block_out_channels[i], px2))));
+    pl_resnet(p, &net->mid_res[0], &h, &w);                 /* mid */
+    if (net->mid_has_attn) pl_attn(p, &net->mid_attn, h * w);
+    pl_resnet(p, &net->mid_res[1], &h, &w);
+    pl_hidden(p, net->mid_res[1].cout, h, w);
+    C = net->mid_res[1].cout;
+    for (int i = 0; i < c->n_levels; i++) {           /* up_fwd */
+        const unet_block *blk = &net->up[i];
+        for (int j = 0; j < blk->n_resnets; j++) {
+            PNDM_ASSERT(p->n_stack > 0);
+            pl_buf(p, BUF_CAT, C + p->stack_c[--p->n_stack], h, w);
+            pl_resnet(p, &blk->resnets[j], &h, &w);
+            C = blk->resnets[j].cout;
+            pl_hidden(p, C, h, w);
+        }
+        for (int j = 0; j < blk->n_attns; j++) pl_attn(p, &blk->attns[j], h * w);
+        switch (blk->sampler) {
+        case UNET_SAMPLER_NONE: break;
+        case UNET_SAMPLER_CONV:
+            h *= 2;
+            w *= 2;
+            pl_buf(p, BUF_T0, C, h, w);
+            pl_conv(p, &blk->conv.g, h, w);
+            pl_hidden(p, C, h, w);
+            break;
+        case UNET_SAMPLER_RESNET:
+            pl_resnet(p, &blk->rs, &h, &w);
+            pl_hidden(p, C, h, w);
+            break;
+        case UNET_SAMPLER_SKIP:
+            pl_buf(p, BUF_T0, C, h, w);
+            pl_conv(p, &blk->skip_conv.g, h, w);
+            pl_resnet(p, &blk->rs, &h, &w);
+            pl_hidden(p, C, h, w);
+            break;
         }
     }
-    L->stack = stack;
+    pl_buf(p, BUF_T0, c->block_out_channels[0], h, w);     /* conv_norm_out */
+    pl_conv(p, &net->conv_out.g, h, w);
+    const size_t px = sz_mul((size_t)H, (size_t)W);
     int skip = unet_block_is_skip(c->down_block_types[0]) || net->has_skip_up;
-    L->sk = skip ? sz_align(sz_mul((size_t)B, sz_mul(3, sz_mul((size_t)H, (size_t)W)))) : 0;
-    L->xc = c->center_input_sample ? sz_align(sz_mul((size_t)B, sz_mul((size_t)c->in_channels, sz_mul((size_t)H, (size_t)W)))) : 0;
-    L->vec = sz_align(sz_mul((size_t)B, m.vec));
-    L->ws = sz_align(m.ws ? m.ws : 1);
-    size_t total = sz_mul(L->slot, FWD_SLOTS);
+    L->sk = skip ? sz_mul(3, px) : 0;
+    L->xc = c->center_input_sample ? sz_mul((size_t)c->in_channels, px) : 0;
+    size_t total = 0;
+    total = sz_add(total, work_floats(L->buf, MB));
     total = sz_add(total, L->stack);
-    total = sz_add(total, sz_mul(L->sk, 2));
-    total = sz_add(total, L->xc);
-    total = sz_add(total, sz_mul(L->vec, 5));   /* tproj, e1, emb, emb_act, tp */
-    total = sz_add(total, sz_mul(L->ws, (size_t)n_threads));
+    total = sz_add(total, sz_mul(sz_align(sz_mul(L->sk, (size_t)MB)), 2));
+    total = sz_add(total, sz_align(sz_mul(L->xc, (size_t)MB)));
+    total = sz_add(total, sz_mul(sz_align(sz_mul(L->vec, (size_t)MB)), 5));   /* tproj, e1, emb, emb_act, tp */
+    total = sz_add(total, sz_align(L->shared));
+    total = sz_add(total, sz_mul(sz_align(L->ws ? L->ws : 1), (size_t)n_threads));
     L->total = total;
     return total != SIZE_MAX;
 }
 
+static int micro_batch(int B) { return B < UNET_MICRO_BATCH ? B : UNET_MICRO_BATCH; }
+
 size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_threads) {
     fwd_layout L;
-    if (B < 1 || H < 1 || W < 1 || n_threads < 1 || !fwd_plan(net, B, H, W, n_threads, &L)) return SIZE_MAX;
+    if (B < 1 || H < 1 || W < 1 || n_threads < 1 || !fwd_plan(net, micro_batch(B), H, W, n_threads, &L)) return SIZE_MAX;
     return sz_mul(L.total, sizeof(float));
 }
 
+/* ---- context ------------------------------------------------------------------------------ */
+struct unet_ctx {
+    tp_pool *pool;        /* NULL for one thread */
+    int n_threads;        /* 0: not set up */
+    float **ws;           /* (n_threads) */
+    float *arena;
+    size_t arena_floats;
+};
+
+unet_ctx *unet_ctx_new(void) { return calloc(1, sizeof(unet_ctx)); }
+
+void unet_ctx_free(unet_ctx *ctx) {
+    if (!ctx) return;
+    tp_destroy(ctx->pool);
+    free(ctx->ws);
+    free(ctx->arena);
+    free(ctx);
+}
+
+/* A pool of n_threads threads and an arena of at least `floats` floats. */
+static int ctx_prepare(unet_ctx *ctx, int n_threads, size_t floats) {
+    if (ctx->n_threads != n_threads) {
+        tp_destroy(ctx->pool);
+        free(ctx->ws);
+        ctx->pool = NULL;
+        ctx->n_threads = 0;
+        ctx->ws = calloc((size_t)n_threads, sizeof *ctx->ws);
+        if (!ctx->ws || (n_threads > 1 && !(ctx->pool = tp_create(n_threads)))) return 0;
+        ctx->n_threads = n_threads;
+    }
+    if (floats > ctx->arena_floats) {
+        free(ctx->arena);
+        ctx->arena_floats = 0;
+        ctx->arena = floats > SIZE_MAX / sizeof(float) - 64 ? NULL : aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!ctx->arena) return 0;
+        ctx->arena_floats = floats;
+    }
+    return 1;
+}
+
+/* ---- one pass of up to MB images ---------------------------------------------------------- */
 typedef struct stack_entry {
     float *d;          /* (B, C, H, W) */
     int C, H, W;
@@ -544,21 +811,30 @@ typedef struct stack_entry {
 typedef struct fwd {
     const unet_net *net;
     ops_ctx ops;
-    int B;
-    float *h[2];       /* hidden states, ping-pong */
-    float *cat;        /* up blocks: torch.cat([hidden, res], dim=1) */
-    float *t[5];       /* scratch for resnets (t[0..3]) and attention (t[0..4]) */
-    float *sk[2];      /* skip samples (B, 3, H, W) */
-    float *emb_act;    /* (B, temb_dim) silu(emb), what every time_emb_proj sees */
-    float *tp;         /* (B, 2 * cout) a resnet's time projection */
-    float *stack_mem;  /* next free float of the skip-connection stack */
+    int B;                 /* images in this pass */
+    float *buf[BUF_N];     /* see BUF_* */
+    size_t cap[BUF_N];     /* floats per image */
+    float *sk[2];          /* skip samples (B, 3, H, W) */
+    float *emb_act;        /* (B, temb_dim) silu(emb), what every time_emb_proj sees */
+    float *tp;             /* (B, 2 * cout) a resnet's time projection */
+    float *stack_mem;      /* next free float of the skip-connection stack */
     stack_entry stack[FWD_MAX_STACK];
     int n_stack;
     pndm_tap_fn tap;
     void *tap_user;
 } fwd;
 
-static float *other_h(const fwd *f, const float *p) { return p == f->h[0] ? f->h[1] : f->h[0]; }
+/* Working buffer b for a (B, C, H, W) tensor. */
+static float *buf(const fwd *f, int b, int C, int H, int W) {
+    PNDM_ASSERT((size_t)C * (size_t)H * (size_t)W <= f->cap[b]);
+    return f->buf[b];
+}
+
+static float *other_h(const fwd *f, const float *p) { return p == f->buf[BUF_H0] ? f->buf[BUF_H1] : f->buf[BUF_H0]; }
+static float *hidden(const fwd *f, const float *p, int C, int H, int W) {
+    float *d = other_h(f, p);
+    return buf(f, d == f->buf[BUF_H0] ? BUF_H0 : BUF_H1, C, H, W);
+}
 static float *other_sk(const fwd *f, const float *p) { return p == f->sk[0] ? f->sk[1] : f->sk[0]; }
 
 static float *stack_push(fwd *f, int C, int H, int W) {
@@ -576,8 +852,11 @@ static void tap(const fwd *f, const char *name, const float *d, size_t per_image
     if (f->tap) f->tap(name, d, per_image, f->tap_user);
 }
 
-static void conv(const fwd *f, const unet_conv *c, const float *x, int H, int W, float *y) {
-    op_conv2d(&f->ops, x, f->B, H, W, c->w, c->b, &c->g, y);
+/* y = (conv(x) + bias [+ per-image bias] [+ res]) / div */
+static void conv(const fwd *f, const op_conv_w *cw, const float *x, int H, int W, const float *img_bias,
+                 size_t ib_stride, const float *res, float div, float *y) {
+    op_conv_epi e = {img_bias, ib_stride, res, div};
+    op_conv2d(&f->ops, cw, x, f->B, H, W, &e, y);
 }
 
 static void norm(const fwd *f, const unet_norm *n, const float *x, int HW, int silu, float *y) {
@@ -595,63 +874,68 @@ static void resample(const fwd *f, unet_resample rs, const float *x, int C, int 
 }
 
 /* ResnetBlock2D.forward: x (B, cin, H, W) -> out (B, cout, H', W'); *H, *W updated when the block
- * resamples. Uses t[0..3]; out must not be x or a t[] slot. */
+ * resamples. Uses T0..T3; out must not be x or one of them. */
 static void resnet_fwd(fwd *f, const unet_resnet *r, const float *x, int *H, int *W, float *out) {
     const int B = f->B;
     int H2 = *H, W2 = *W;
-    float *h = f->t[0];                                     // (B, cin, H, W)
+    float *h = buf(f, BUF_T0, r->cin, H2, W2);              // (B, cin, H, W)
     norm(f, &r->norm1, x, H2 * W2, 1, h);                   // silu(norm1(x))
     const float *xr = x, *hr = h;
     if (r->resample != UNET_RS_NONE) {
-        resample(f, r->resample, x, r->cin, H2, W2, f->t[1]);   // input_tensor = resample(x)
-        resample(f, r->resample, h, r->cin, H2, W2, f->t[2]);   // hidden = resample(hidden)
-        xr = f->t[1];
-        hr = f->t[2];
         int up = r->resample == UNET_RS_NEAREST || r->resample == UNET_RS_FIR_UP;
-        H2 = up ? 2 * H2 : H2 / 2;
-        W2 = up ? 2 * W2 : W2 / 2;
+        int H3 = up ? 2 * H2 : H2 / 2, W3 = up ? 2 * W2 : W2 / 2;
+        float *xs = buf(f, BUF_T1, r->cin, H3, W3), *hs = buf(f, BUF_T2, r->cin, H3, W3);
+        resample(f, r->resample, x, r->cin, H2, W2, xs);    // input_tensor = resample(x)
+        resample(f, r->resample, h, r->cin, H2, W2, hs);    // hidden = resample(hidden)
+        xr = xs;
+        hr = hs;
+        H2 = H3;
+        W2 = W3;
     }
     const int HW = H2 * W2;
-    float *c1 = f->t[3];                                    // (B, cout, H2, W2)
-    conv(f, &r->conv1, hr, H2, W2, c1);
     op_linear(f->emb_act, B, r->temb.in, r->temb.w, r->temb.b, r->temb.out, f->tp);   // (B, cout | 2 cout)
-    float *h2 = f->t[0];                                    // (B, cout, H2, W2)
+    float *c1 = buf(f, BUF_T3, r->cout, H2, W2);            // (B, cout, H2, W2)
     if (r->scale_shift) {
-        /* norm2(h) * (1 + scale) + shift, scale/shift = chunk(temb, 2, dim=1) */
+        /* norm2(conv1(h)) * (1 + scale) + shift, scale/shift = chunk(temb, 2, dim=1) */
+        conv(f, &r->conv1.pk, hr, H2, W2, NULL, 0, NULL, 1.0f, c1);
+        float *h2 = buf(f, BUF_T0, r->cout, H2, W2);
         op_group_norm(&f->ops, c1, B, r->cout, HW, r->norm2.groups, r->norm2.w, r->norm2.b, r->norm2.eps, f->tp,
                       f->tp + r->cout, (size_t)2 * r->cout, 1, h2);
+        hr = h2;
     } else {
-        op_add_channel_bias(c1, B, r->cout, HW, f->tp, (size_t)r->cout);
+        /* norm2(conv1(h) + temb[:, :, None, None]) */
+        conv(f, &r->conv1.pk, hr, H2, W2, f->tp, (size_t)r->cout, NULL, 1.0f, c1);
+        float *h2 = buf(f, BUF_T0, r->cout, H2, W2);
         norm(f, &r->norm2, c1, HW, 1, h2);
+        hr = h2;
     }
-    conv(f, &r->conv2, h2, H2, W2, out);
     const float *sc = xr;                                   // (B, cout, H2, W2)
     if (r->has_shortcut) {
-        float *dst = xr == f->t[1] ? f->t[2] : f->t[1];
-        conv(f, &r->shortcut, xr, H2, W2, dst);
+        float *dst = xr == f->buf[BUF_T1] ? buf(f, BUF_T2, r->cout, H2, W2) : buf(f, BUF_T1, r->cout, H2, W2);
+        conv(f, &r->shortcut.pk, xr, H2, W2, NULL, 0, NULL, 1.0f, dst);
         sc = dst;
     }
-    op_add_div(sc, out, (size_t)B * r->cout * HW, r->out_scale, out);   // (input + hidden) / scale
+    conv(f, &r->conv2.pk, hr, H2, W2, NULL, 0, sc, r->out_scale, out);   // (input + conv2(h)) / scale
     *H = H2;
     *W = W2;
 }
 
 /* Attention with AttnProcessor on (B, C, HW): out = (to_out(attn(norm(x))) + x) / rescale.
- * Uses t[0..4]; out must not be x or a t[] slot. */
+ * Uses T0, QKV, ATT; out must not be x or one of them. */
 static void attn_fwd(fwd *f, const unet_attn *a, const float *x, int HW, float *out) {
     const int C = a->channels;
     const float *n = x;
     if (a->has_norm) {
-        norm(f, &a->norm, x, HW, 0, f->t[0]);
-        n = f->t[0];
+        float *t0 = buf(f, BUF_T0, C, 1, HW);
+        norm(f, &a->norm, x, HW, 0, t0);
+        n = t0;
     }
-    op_conv_geom g = {C, C, 1, 1, 0, 0, 0, 0};
-    op_conv2d(&f->ops, n, f->B, 1, HW, a->q.w, a->q.b, &g, f->t[1]);    // q (B, C, HW)
-    op_conv2d(&f->ops, n, f->B, 1, HW, a->k.w, a->k.b, &g, f->t[2]);    // k
-    op_conv2d(&f->ops, n, f->B, 1, HW, a->v.w, a->v.b, &g, f->t[3]);    // v
-    op_attention(&f->ops, f->t[1], f->t[2], f->t[3], f->B, C, HW, a->heads, a->scale, f->t[4]);
-    op_conv2d(&f->ops, f->t[4], f->B, 1, HW, a->out.w, a->out.b, &g, out);
-    op_add_div(out, x, (size_t)f->B * C * HW, a->rescale, out);
+    float *qkv = buf(f, BUF_QKV, 3 * C, 1, HW);            // [q; k; v] (B, 3C, HW)
+    conv(f, &a->qkv, n, 1, HW, NULL, 0, NULL, 1.0f, qkv);
+    float *att = buf(f, BUF_ATT, C, 1, HW);                 // (B, C, HW)
+    const size_t chw = (size_t)C * HW;
+    op_attention(&f->ops, qkv, qkv + chw, qkv + 2 * chw, 3 * chw, f->B, C, HW, a->heads, a->scale, att);
+    conv(f, &a->proj, att, 1, HW, NULL, 0, x, a->rescale, out);
 }
 
 /* Down block i: hidden (B, cin, H, W) -> (B, cout, H', W'); pushes its output states. */
@@ -660,7 +944,8 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
     for (int j = 0; j < blk->n_resnets; j++) {
         const unet_resnet *r = &blk->resnets[j];
         if (blk->n_attns) {
-            float *tmp = other_h(f, h);
+            int H2 = *H, W2 = *W;
+            float *tmp = hidden(f, h, r->cout, H2, W2);
             resnet_fwd(f, r, h, H, W, tmp);
             float *dst = stack_push(f, r->cout, *H, *W);
             attn_fwd(f, &blk->attns[j], tmp, *H * *W, dst);
@@ -675,7 +960,7 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
     case UNET_SAMPLER_NONE: break;
     case UNET_SAMPLER_CONV: {
         float *dst = stack_push(f, blk->cout, *H / 2, *W / 2);
-        conv(f, &blk->conv, h, *H, *W, dst);
+        conv(f, &blk->conv.pk, h, *H, *W, NULL, 0, NULL, 1.0f, dst);
         *H /= 2;
         *W /= 2;
         h = dst;
@@ -690,14 +975,13 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
     case UNET_SAMPLER_SKIP: {
         /* hidden = resnet_down(hidden); skip = FirDownsample2D(skip); hidden = skip_conv(skip) + hidden */
         int Hs = *H, Ws = *W;
-        float *tmp = other_h(f, h);
+        float *tmp = hidden(f, h, blk->cout, Hs / 2, Ws / 2);
         resnet_fwd(f, &blk->rs, h, H, W, tmp);
         float *sk = other_sk(f, *skip);                     // (B, 3, H/2, W/2)
         op_fir_downsample2(&f->ops, *skip, f->B, 3, Hs, Ws, sk);
         *skip = sk;
-        conv(f, &blk->skip_conv, sk, *H, *W, f->t[0]);
         float *dst = stack_push(f, blk->cout, *H, *W);
-        op_add_div(f->t[0], tmp, (size_t)f->B * blk->cout * *H * *W, 1.0f, dst);
+        conv(f, &blk->skip_conv.pk, sk, *H, *W, NULL, 0, tmp, 1.0f, dst);
         h = dst;
         break;
     }
@@ -715,19 +999,20 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
         PNDM_ASSERT(f->n_stack > 0);
         const stack_entry *e = &f->stack[--f->n_stack];
         PNDM_ASSERT(e->H == *H && e->W == *W && C + e->C == r->cin);
-        op_concat_channels(h, C, e->d, e->C, f->B, *H * *W, f->cat);   // (B, C + Cres, H, W)
-        float *dst = other_h(f, h);
-        resnet_fwd(f, r, f->cat, H, W, dst);
+        float *cat = buf(f, BUF_CAT, r->cin, *H, *W);       // (B, C + Cres, H, W)
+        op_concat_channels(h, C, e->d, e->C, f->B, *H * *W, cat);
+        float *dst = hidden(f, h, r->cout, *H, *W);
+        resnet_fwd(f, r, cat, H, W, dst);
         h = dst;
         if (blk->n_attns && !skip_block) {
-            dst = other_h(f, h);
+            dst = hidden(f, h, r->cout, *H, *W);
             attn_fwd(f, &blk->attns[j], h, *H * *W, dst);
             h = dst;
         }
         C = r->cout;
     }
     if (blk->n_attns && skip_block) {
-        float *dst = other_h(f, h);
+        float *dst = hidden(f, h, C, *H, *W);
         attn_fwd(f, &blk->attns[0], h, *H * *W, dst);
         h = dst;
     }
@@ -740,86 +1025,65 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
     switch (blk->sampler) {
     case UNET_SAMPLER_NONE: break;
     case UNET_SAMPLER_CONV: {
-        op_upsample_nearest2(&f->ops, h, f->B, C, *H, *W, f->t[0]);   // (B, C, 2H, 2W)
+        float *up = buf(f, BUF_T0, C, 2 * *H, 2 * *W);     // (B, C, 2H, 2W)
+        op_upsample_nearest2(&f->ops, h, f->B, C, *H, *W, up);
         *H *= 2;
         *W *= 2;
-        float *dst = other_h(f, h);
-        conv(f, &blk->conv, f->t[0], *H, *W, dst);
+        float *dst = hidden(f, h, C, *H, *W);
+        conv(f, &blk->conv.pk, up, *H, *W, NULL, 0, NULL, 1.0f, dst);
         h = dst;
         break;
     }
     case UNET_SAMPLER_RESNET: {
-        float *dst = other_h(f, h);
+        float *dst = hidden(f, h, C, 2 * *H, 2 * *W);
         resnet_fwd(f, &blk->rs, h, H, W, dst);
         h = dst;
         break;
     }
     case UNET_SAMPLER_SKIP: {
         /* skip = skip + skip_conv(silu(skip_norm(hidden))); hidden = resnet_up(hidden) */
-        const size_t n = (size_t)f->B * 3 * *H * *W;
-        norm(f, &blk->skip_norm, h, *H * *W, 1, f->t[0]);
-        conv(f, &blk->skip_conv, f->t[0], *H, *W, f->t[1]);           // (B, 3, H, W)
-        if (*skip) {
-            op_add_div(*skip, f->t[1], n, 1.0f, *skip);
-        } else {
-            *skip = f->sk[0];
-            memcpy(*skip, f->t[1], n * sizeof(float));
-        }
-        float *dst = other_h(f, h);
-        resnet_fwd(f, &blk->rs, h, H, W, dst);
-        h = dst;
+        float *n = buf(f, BUF_T0, C, *H, *W);
+        norm(f, &blk->skip_norm, h, *H * *W, 1, n);
+        float *dst = *skip ? other_sk(f, *skip) : f->sk[0];   // (B, 3, H, W)
+        conv(f, &blk->skip_conv.pk, n, *H, *W, NULL, 0, *skip, 1.0f, dst);
+        *skip = dst;
+        float *hd = hidden(f, h, C, 2 * *H, 2 * *W);
+        resnet_fwd(f, &blk->rs, h, H, W, hd);
+        h = hd;
         break;
     }
     }
     return h;
 }
 
-pndm_status unet_forward(const unet_net *net, const float *x, int B, int H, int W, const float *t,
-                         float *out, int n_threads, pndm_tap_fn tapfn, void *tap_user, pndm_error *err) {
+/* One pass: x (B, C_in, H, W), t (B) -> out (B, C_out, H, W), B <= L->MB. */
+static void forward_pass(fwd *f, const fwd_layout *L, float *mem, const float *x, int B, int H, int W,
+                         const float *t, float *out) {
+    const unet_net *net = f->net;
     const unet_config *c = &net->cfg;
-    fwd_layout L;
-    if (n_threads < 1) n_threads = 1;
-    if (!fwd_plan(net, B, H, W, n_threads, &L))
-        return pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: workspace size overflows (batch %d, %dx%d)", B, H, W);
-    size_t bytes = sz_mul(L.total, sizeof(float));
-    float *arena = bytes == SIZE_MAX ? NULL : aligned_alloc(64, (bytes + 63) / 64 * 64);
-    float **ws = calloc((size_t)n_threads, sizeof *ws);
-    tp_pool *pool = n_threads > 1 ? tp_create(n_threads) : NULL;
-    if (!arena || !ws || (n_threads > 1 && !pool)) {
-        free(arena);
-        free(ws);
-        tp_destroy(pool);
-        return pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: cannot allocate %zu bytes of workspace (batch %d, %dx%d)",
-                         bytes, B, H, W);
-    }
-    ops_blas_init();
-    fwd f;
-    memset(&f, 0, sizeof f);
-    f.net = net;
-    f.B = B;
-    f.tap = tapfn;
-    f.tap_user = tap_user;
-    /* carve the arena */
-    float *p = arena;
-    f.h[0] = p; p += L.slot;
-    f.h[1] = p; p += L.slot;
-    f.cat = p; p += L.slot;
-    for (int i = 0; i < 5; i++) { f.t[i] = p; p += L.slot; }
-    f.sk[0] = p; p += L.sk;
-    f.sk[1] = p; p += L.sk;
-    float *xc = p; p += L.xc;
-    float *tproj = p; p += L.vec;       // (B, tproj_dim)
-    float *e1 = p; p += L.vec;          // (B, temb_dim)
-    float *emb = p; p += L.vec;         // (B, temb_dim)
-    f.emb_act = p; p += L.vec;          // (B, temb_dim)
-    f.tp = p; p += L.vec;               // (B, 2 * cout)
-    for (int i = 0; i < n_threads; i++) { ws[i] = p; p += L.ws; }
-    f.stack_mem = p;
-    f.ops.pool = pool;
-    f.ops.ws = ws;
-    f.ops.ws_floats = L.ws;
-
     const size_t HW = (size_t)H * W;
+    f->B = B;
+    f->n_stack = 0;
+    /* carve the arena (T1..T3 and QKV..ATT overlaid) */
+    float *p = mem;
+    for (int b = 0; b < BUF_N; b++) {
+        if (b == BUF_QKV) p = f->buf[BUF_T1];
+        f->buf[b] = p;
+        f->cap[b] = L->buf[b];
+        p += sz_align(L->buf[b] * (size_t)L->MB);
+    }
+    p = mem + work_floats(L->buf, L->MB);
+    f->sk[0] = p; p += sz_align(L->sk * (size_t)L->MB);
+    f->sk[1] = p; p += sz_align(L->sk * (size_t)L->MB);
+    float *xc = p; p += sz_align(L->xc * (size_t)L->MB);
+    const size_t vec = sz_align(L->vec * (size_t)L->MB);
+    float *tproj = p; p += vec;         // (B, tproj_dim)
+    float *e1 = p; p += vec;            // (B, temb_dim)
+    float *emb = p; p += vec;           // (B, temb_dim)
+    f->emb_act = p; p += vec;           // (B, temb_dim)
+    f->tp = p; p += vec;                // (B, 2 * cout)
+    f->stack_mem = p;                   // the shared and per-thread scratch follow the stack
+
     /* 0. center input: sample = 2 * sample - 1.0 */
     const float *xin = x;                                   // (B, C_in, H, W)
     if (c->center_input_sample) {
@@ -830,59 +1094,89 @@ pndm_status unet_forward(const unet_net *net, const float *x, int B, int H, int 
     /* 1. time: time_proj -> time_embedding (linear_1, silu, linear_2) */
     if (c->time_fourier) op_fourier_embedding(t, B, net->fourier_w, c->block_out_channels[0], tproj);
     else op_timestep_embedding(t, B, c->block_out_channels[0], c->flip_sin_to_cos, c->freq_shift, tproj);
-    tap(&f, "time_proj", tproj, (size_t)net->tproj_dim);
+    tap(f, "time_proj", tproj, (size_t)net->tproj_dim);
     op_linear(tproj, B, net->time1.in, net->time1.w, net->time1.b, net->time1.out, e1);
     op_silu(e1, (size_t)B * net->temb_dim, e1);
     op_linear(e1, B, net->time2.in, net->time2.w, net->time2.b, net->time2.out, emb);
-    tap(&f, "time_embedding", emb, (size_t)net->temb_dim);
-    op_silu(emb, (size_t)B * net->temb_dim, f.emb_act);     // ResnetBlock2D: nonlinearity(temb)
+    tap(f, "time_embedding", emb, (size_t)net->temb_dim);
+    op_silu(emb, (size_t)B * net->temb_dim, f->emb_act);     // ResnetBlock2D: nonlinearity(temb)
 
     /* 2. conv_in; 3. down blocks */
     const float *skip_down = xin;                           // skip_sample = sample
     int h_ = H, w_ = W;
-    float *h0 = stack_push(&f, c->block_out_channels[0], H, W);
-    conv(&f, &net->conv_in, xin, H, W, h0);
+    float *h0 = stack_push(f, c->block_out_channels[0], H, W);
+    conv(f, &net->conv_in.pk, xin, H, W, NULL, 0, NULL, 1.0f, h0);
     const float *h = h0;
     char name[32];
     for (int i = 0; i < c->n_levels; i++) {
-        h = down_fwd(&f, i, h, &h_, &w_, &skip_down);
+        h = down_fwd(f, i, h, &h_, &w_, &skip_down);
         snprintf(name, sizeof name, "down_blocks.%d", i);
-        tap(&f, name, h, (size_t)net->down[i].cout * h_ * w_);
+        tap(f, name, h, (size_t)net->down[i].cout * h_ * w_);
     }
     /* 4. mid */
     {
-        float *dst = other_h(&f, h);
-        resnet_fwd(&f, &net->mid_res[0], h, &h_, &w_, dst);
+        const int Cm = net->mid_res[0].cout;
+        float *dst = hidden(f, h, Cm, h_, w_);
+        resnet_fwd(f, &net->mid_res[0], h, &h_, &w_, dst);
         h = dst;
         if (net->mid_has_attn) {
-            dst = other_h(&f, h);
-            attn_fwd(&f, &net->mid_attn, h, h_ * w_, dst);
+            dst = hidden(f, h, Cm, h_, w_);
+            attn_fwd(f, &net->mid_attn, h, h_ * w_, dst);
             h = dst;
         }
-        dst = other_h(&f, h);
-        resnet_fwd(&f, &net->mid_res[1], h, &h_, &w_, dst);
+        dst = hidden(f, h, Cm, h_, w_);
+        resnet_fwd(f, &net->mid_res[1], h, &h_, &w_, dst);
         h = dst;
-        tap(&f, "mid_block", h, (size_t)net->mid_res[1].cout * h_ * w_);
+        tap(f, "mid_block", h, (size_t)net->mid_res[1].cout * h_ * w_);
     }
     /* 5. up blocks (skip_sample starts as None) */
     float *skip_up = NULL;
     for (int i = 0; i < c->n_levels; i++) {
-        h = up_fwd(&f, i, h, &h_, &w_, &skip_up);
+        h = up_fwd(f, i, h, &h_, &w_, &skip_up);
         snprintf(name, sizeof name, "up_blocks.%d", i);
-        tap(&f, name, h, (size_t)net->up[i].cout * h_ * w_);
+        tap(f, name, h, (size_t)net->up[i].cout * h_ * w_);
     }
-    PNDM_ASSERT(f.n_stack == 0 && h_ == H && w_ == W);
+    PNDM_ASSERT(f->n_stack == 0 && h_ == H && w_ == W);
     /* 6. post-process: conv_out(silu(conv_norm_out(h))) [+ skip] [/ t] */
-    norm(&f, &net->norm_out, h, (int)HW, 1, f.t[0]);
-    conv(&f, &net->conv_out, f.t[0], H, W, out);            // (B, C_out, H, W)
+    float *n = buf(f, BUF_T0, c->block_out_channels[0], H, W);
+    norm(f, &net->norm_out, h, (int)HW, 1, n);
+    conv(f, &net->conv_out.pk, n, H, W, NULL, 0, skip_up, 1.0f, out);   // (B, C_out, H, W)
     const size_t per = (size_t)c->out_channels * HW;
-    if (skip_up) op_add_div(out, skip_up, (size_t)B * per, 1.0f, out);
     if (c->time_fourier)
         for (int b = 0; b < B; b++)
             for (size_t i = 0; i < per; i++) out[(size_t)b * per + i] /= t[b];
+}
 
-    tp_destroy(pool);
-    free(ws);
-    free(arena);
+pndm_status unet_forward(const unet_net *net, unet_ctx *ctx, const float *x, int B, int H, int W, const float *t,
+                         float *out, int n_threads, pndm_tap_fn tapfn, void *tap_user, pndm_error *err) {
+    const unet_config *c = &net->cfg;
+    fwd_layout L;
+    if (n_threads < 1) n_threads = 1;
+    const int MB = micro_batch(B);
+    if (!fwd_plan(net, MB, H, W, n_threads, &L))
+        return pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: workspace size overflows (batch %d, %dx%d)", B, H, W);
+    if (!ctx_prepare(ctx, n_threads, L.total))
+        return pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: cannot allocate %zu bytes of workspace (batch %d, %dx%d)",
+                         sz_mul(L.total, sizeof(float)), B, H, W);
+    fwd f;
+    memset(&f, 0, sizeof f);
+    f.net = net;
+    f.tap = tapfn;
+    f.tap_user = tap_user;
+    /* scratch at the end of the arena: shared, then one block per thread */
+    float *scratch = ctx->arena + (L.total - sz_align(L.shared) - sz_mul(sz_align(L.ws ? L.ws : 1), (size_t)n_threads));
+    f.ops.pool = ctx->pool;
+    f.ops.shared = scratch;
+    f.ops.shared_floats = L.shared;
+    scratch += sz_align(L.shared);
+    for (int i = 0; i < n_threads; i++) ctx->ws[i] = scratch + (size_t)i * sz_align(L.ws ? L.ws : 1);
+    f.ops.ws = ctx->ws;
+    f.ops.ws_floats = L.ws;
+    const size_t in_img = (size_t)c->in_channels * H * W, out_img = (size_t)c->out_channels * H * W;
+    for (int b0 = 0; b0 < B; b0 += MB) {
+        const int nb = B - b0 < MB ? B - b0 : MB;
+        forward_pass(&f, &L, ctx->arena, x + (size_t)b0 * in_img, nb, H, W, t + b0, out + (size_t)b0 * out_img);
+        f.tap = NULL;   /* the tap sees batch element 0 only */
+    }
     return PNDM_OK;
 }

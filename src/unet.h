@@ -16,12 +16,15 @@
 #include "unet_config.h"
 
 typedef struct unet_conv {
-    const float *w, *b;        /* (cout, cin, k, k), (cout) */
+    const float *w, *b;        /* (cout, cin, k, k) (NULL: read once, by unet_bind), (cout) */
+    int w_param;               /* index of w in the parameter list */
     op_conv_geom g;
+    op_conv_w pk;              /* the weights packed for the kernels (unet_bind) */
 } unet_conv;
 
 typedef struct unet_linear {
     const float *w, *b;        /* (out, in), (out) */
+    int w_param;               /* index of w in the parameter list */
     int in, out;
 } unet_linear;
 
@@ -57,7 +60,10 @@ typedef struct unet_attn {
     int channels, heads;
     int has_norm;
     unet_norm norm;            /* group_norm */
-    unet_linear q, k, v, out;  /* to_q, to_k, to_v, to_out.0 */
+    unet_linear q, k, v, out;  /* to_q, to_k, to_v, to_out.0 (weights read once, by unet_bind) */
+    op_conv_w qkv;             /* [to_q; to_k; to_v] packed as one 1x1 convolution C -> 3C */
+    op_conv_w proj;            /* to_out.0 as a 1x1 convolution */
+    float *qkv_bias;           /* (3C) owned */
     float scale;               /* dim_head ** -0.5 */
     float rescale;             /* rescale_output_factor (divides) */
 } unet_attn;
@@ -88,6 +94,7 @@ typedef struct unet_param {
     int ndim;
     int64_t shape[4];
     const float **slot;        /* where the bound data pointer goes */
+    int packed;                /* read once by unet_bind to pack it; the slot stays NULL */
 } unet_param;
 
 typedef struct unet_net {
@@ -114,20 +121,33 @@ typedef struct unet_net {
 } unet_net;
 
 /* Lay out the layers for cfg (copied) and list the parameters. `source` names the config in
- * messages. On failure the net is freed. */
+ * messages. On failure the net is freed. The net must not be moved after unet_bind. */
 pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source, pndm_error *err);
-/* Bind every parameter to a tensor of f (which must outlive the net); see the order above. */
+/* Bind every parameter to a tensor of f (which must outlive the net; see the order above),
+ * then pack the convolution and attention weights for the kernels. The packed tensors' pages of
+ * a mapped file are released as they are packed (they are not read again), and F16/BF16
+ * conversions of them freed, so the weights are held once. */
 pndm_status unet_bind(unet_net *net, const st_file *f, pndm_error *err);
 void unet_free(unet_net *net);
 
-/* Bytes one forward allocates for (B, H, W) with n_threads threads (activations, skip
- * connections, per-thread scratch); SIZE_MAX on overflow. */
+/* What a forward needs besides the weights: the thread pool and one arena (activations, skip
+ * connections, scratch). Kept between calls and grown when a call needs more; one caller at a
+ * time. */
+typedef struct unet_ctx unet_ctx;
+unet_ctx *unet_ctx_new(void);   /* NULL if out of memory */
+void unet_ctx_free(unet_ctx *ctx);
+
+/* Images per pass through the network: a batch runs in slices of this many images, which
+ * bounds the activation memory (results do not depend on it). */
+#define UNET_MICRO_BATCH 4
+
+/* Bytes of arena a forward of (B, H, W) with n_threads threads uses; SIZE_MAX on overflow. */
 size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_threads);
 
 /* x (B, C_in, H, W), t (B) -> out (B, C_out, H, W). Arguments must already be checked
  * (H, W divisible by 2^(levels-1), t > 0 for fourier). tap (may be NULL) receives batch
  * element 0 of "time_proj", "time_embedding", "down_blocks.<i>", "mid_block", "up_blocks.<i>". */
-pndm_status unet_forward(const unet_net *net, const float *x, int B, int H, int W, const float *t,
+pndm_status unet_forward(const unet_net *net, unet_ctx *ctx, const float *x, int B, int H, int W, const float *t,
                          float *out, int n_threads, pndm_tap_fn tap, void *tap_user, pndm_error *err);
 
 #endif

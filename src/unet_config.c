@@ -238,6 +238,10 @@ static pndm_status parse_block_list(const cfg_parser *p, const char *key, int do
 }
 
 /* ---- parse -------------------------------------------------------------------------------- */
+/* pndm_unet_forward runs at most 2^28 pixels (16384 x 16384); a larger sample_size could never
+ * be generated, and its pixel count overflows int in the workspace planning. */
+#define CFG_MAX_SAMPLE 16384
+
 pndm_status unet_config_parse(const char *json, size_t len, const char *source, unet_config *cfg,
                               pndm_error *err) {
     memset(cfg, 0, sizeof *cfg);
@@ -271,17 +275,17 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         }
         if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
             long h = 0, w = 0;
-            if (!json_is_int(cJSON_GetArrayItem(v, 0), 1, UNET_MAX_SAMPLE, &h) ||
-                !json_is_int(cJSON_GetArrayItem(v, 1), 1, UNET_MAX_SAMPLE, &w))
-                TRY(bad(&p, "sample_size", v, "an integer in [1, 65536] or a list of two"));
+            if (!json_is_int(cJSON_GetArrayItem(v, 0), 1, CFG_MAX_SAMPLE, &h) ||
+                !json_is_int(cJSON_GetArrayItem(v, 1), 1, CFG_MAX_SAMPLE, &w))
+                TRY(bad(&p, "sample_size", v, "an integer in [1, 16384] or a list of two"));
             if (h != w) {
                 st = pndm_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' [%ld, %ld]: non-square samples are not supported",
                                source, h, w);
                 goto done;
             }
             s = h;
-        } else if (!json_is_int(v, 1, UNET_MAX_SAMPLE, &s)) {
-            TRY(bad(&p, "sample_size", v, "an integer in [1, 65536] or a list of two"));
+        } else if (!json_is_int(v, 1, CFG_MAX_SAMPLE, &s)) {
+            TRY(bad(&p, "sample_size", v, "an integer in [1, 16384] or a list of two"));
         }
         cfg->sample_size = (int)s;
     }
@@ -327,6 +331,15 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
             goto done;
         }
         cfg->n_levels = n;
+        /* the UNet halves the sample n - 1 times and the up path must meet the skip connections
+         * again (diffusers' PNDMPipeline fails on such a sample_size too) */
+        const int div = 1 << (n - 1);
+        if (cfg->sample_size % div != 0) {
+            st = pndm_fail(err, PNDM_ERR_MODEL,
+                           "%s: option 'sample_size' %d must be divisible by %d (2^(levels-1) for %d levels)", source,
+                           cfg->sample_size, div, n);
+            goto done;
+        }
     }
     TRY(opt_int(&p, "layers_per_block", 2, 1, UNET_MAX_LAYERS, &cfg->layers_per_block));
     TRY(opt_num(&p, "mid_block_scale_factor", 1.0, 0.0, 1, 1e6, "a positive number", &d));

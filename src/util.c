@@ -83,12 +83,18 @@ const char *pndm_version(void) {
 pndm_status pndm_read_file(const char *path, size_t max_size, char **data, size_t *size, pndm_error *err) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return pndm_fail(err, PNDM_ERR_IO, "%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     size_t n = (size_t)st.st_size;
     if (max_size && n > max_size) {
@@ -135,7 +141,8 @@ pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t si
         ssize_t w = write(fd, p, left);
         if (w < 0) {
             if (errno == EINTR) continue;
-            pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
+                                      errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
             close(fd);
             unlink(tmp);
             free(tmp);
@@ -145,14 +152,16 @@ pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t si
         left -= (size_t)w;
     }
     if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
+                                  errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
         close(fd);
         unlink(tmp);
         free(tmp);
         return s;
     }
     if (close(fd) != 0) {
-        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
+                                  errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
         unlink(tmp);
         free(tmp);
         return s;

@@ -1,7 +1,10 @@
 // ctest-label: unit
-/* Each UNet kernel (src/ops.c) against a naive double-precision reference, plus the
- * determinism contract: same bytes for any thread count, image b independent of the batch. */
+/* Each UNet kernel (src/ops.c, conv.c, gemm.c) against a naive double-precision reference, plus
+ * the determinism contract: same bytes for any thread count, image b independent of the batch.
+ * The convolutions and attention run on every GEMM path the CPU has (avx512, avx2, generic),
+ * convolutions with and without Winograd. */
 #define _POSIX_C_SOURCE 200809L
+#include "gemm.h"
 #include "harness.h"
 #include "ops.h"
 #include "threadpool.h"
@@ -28,12 +31,14 @@ typedef struct ctx_holder {
     float *mem;
 } ctx_holder;
 
-static void ctx_make(ctx_holder *h, int threads, size_t ws_floats) {
+static void ctx_make(ctx_holder *h, int threads, size_t ws_floats, size_t shared_floats) {
     h->c.pool = threads > 1 ? tp_create(threads) : NULL;
     h->c.ws = calloc((size_t)threads, sizeof *h->c.ws);
     h->c.ws_floats = ws_floats;
-    h->mem = malloc((ws_floats ? ws_floats : 1) * (size_t)threads * sizeof(float));
+    h->c.shared_floats = shared_floats;
+    h->mem = malloc(((ws_floats ? ws_floats : 1) * (size_t)threads + shared_floats) * sizeof(float));
     for (int i = 0; i < threads; i++) h->c.ws[i] = h->mem + (size_t)i * ws_floats;
+    h->c.shared = h->mem + (size_t)threads * ws_floats;
 }
 static void ctx_free(ctx_holder *h) {
     tp_destroy(h->c.pool);
@@ -73,8 +78,9 @@ static void test_pool(void) {
 }
 
 /* ---- conv2d ------------------------------------------------------------------------------ */
+/* y = (conv(x) + bias + img_bias[b] + res) / div, in double */
 static void conv_ref(const float *x, int B, int H, int W, const float *w, const float *bias, const op_conv_geom *g,
-                     double *y) {
+                     const float *img_bias, const float *res, float div, double *y) {
     int Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
     int Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
     for (int b = 0; b < B; b++)
@@ -82,6 +88,7 @@ static void conv_ref(const float *x, int B, int H, int W, const float *w, const 
             for (int oy = 0; oy < Ho; oy++)
                 for (int ox = 0; ox < Wo; ox++) {
                     double s = bias ? bias[co] : 0.0;
+                    if (img_bias) s += img_bias[b * g->cout + co];
                     for (int ci = 0; ci < g->cin; ci++)
                         for (int ky = 0; ky < g->k; ky++)
                             for (int kx = 0; kx < g->k; kx++) {
@@ -90,33 +97,47 @@ static void conv_ref(const float *x, int B, int H, int W, const float *w, const 
                                 s += (double)w[((size_t)(co * g->cin + ci) * g->k + ky) * g->k + kx] *
                                      x[(((size_t)b * g->cin + ci) * H + iy) * W + ix];
                             }
-                    y[(((size_t)b * g->cout + co) * Ho + oy) * Wo + ox] = s;
+                    size_t i = (((size_t)b * g->cout + co) * Ho + oy) * Wo + ox;
+                    if (res) s += res[i];
+                    y[i] = s / div;
                 }
 }
 
-static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, int with_bias) {
+/* epi: 0 plain (+ bias), 1 per-image bias + residual, 2 residual / divisor */
+static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, int with_bias, int epi) {
     int Ho = op_conv_out_size(H, g.k, g.stride, g.pad_t, g.pad_b);
     int Wo = op_conv_out_size(W, g.k, g.stride, g.pad_l, g.pad_r);
     size_t nx = (size_t)B * g.cin * H * W, ny = (size_t)B * g.cout * Ho * Wo, per = ny / (size_t)B;
     float *x = rand_buf(nx), *w = rand_buf((size_t)g.cout * g.cin * g.k * g.k), *bias = rand_buf((size_t)g.cout);
+    float *ib = rand_buf((size_t)B * g.cout), *res = rand_buf(ny);
     float *y1 = malloc(ny * sizeof *y1), *y3 = malloc(ny * sizeof *y3), *solo = malloc(per * sizeof *solo);
     double *ref = malloc(ny * sizeof *ref);
-    size_t ws = op_conv2d_ws_floats(&g);
+    op_conv_epi e = {epi == 1 ? ib : NULL, (size_t)g.cout, epi ? res : NULL, epi == 2 ? 1.4142135f : 1.0f};
+    op_conv_w cw;
+    CHECK(op_conv_init(&cw, &g, w, with_bias ? bias : NULL));
+    size_t ws, sh;
+    op_conv2d_ws(&g, H, W, &ws, &sh);
     ctx_holder c1, c3;
-    ctx_make(&c1, 1, ws);
-    ctx_make(&c3, 3, ws);
-    op_conv2d(&c1.c, x, B, H, W, w, with_bias ? bias : NULL, &g, y1);
-    op_conv2d(&c3.c, x, B, H, W, w, with_bias ? bias : NULL, &g, y3);
-    op_conv2d(&c3.c, x + (size_t)(B - 1) * g.cin * H * W, 1, H, W, w, with_bias ? bias : NULL, &g, solo);
-    conv_ref(x, B, H, W, w, with_bias ? bias : NULL, &g, ref);
+    ctx_make(&c1, 1, ws, sh);
+    ctx_make(&c3, 3, ws, sh);
+    conv_ref(x, B, H, W, w, with_bias ? bias : NULL, &g, e.img_bias, e.res, e.div, ref);
+    op_conv2d(&c1.c, &cw, x, B, H, W, &e, y1);
+    op_conv2d(&c3.c, &cw, x, B, H, W, &e, y3);
+    op_conv_epi e1 = e;   /* the last image alone */
+    if (e1.img_bias) e1.img_bias += (size_t)(B - 1) * g.cout;
+    if (e1.res) e1.res += (size_t)(B - 1) * per;
+    op_conv2d(&c3.c, &cw, x + (size_t)(B - 1) * g.cin * H * W, 1, H, W, &e1, solo);
     check_close(label, y1, ref, ny, TOL);
     CHECK_MSG(memcmp(y1, y3, ny * sizeof *y1) == 0, "%s: 1 vs 3 threads differ", label);
     CHECK_MSG(memcmp(y1 + (size_t)(B - 1) * per, solo, per * sizeof *y1) == 0, "%s: last image alone differs", label);
+    op_conv_free(&cw);
     ctx_free(&c1);
     ctx_free(&c3);
     free(x);
     free(w);
     free(bias);
+    free(ib);
+    free(res);
     free(y1);
     free(y3);
     free(solo);
@@ -124,15 +145,28 @@ static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, in
 }
 
 static void test_conv(void) {
-    printf("conv2d\n");
-    conv_case("3x3 s1 p1", 2, 7, 9, (op_conv_geom){5, 6, 3, 1, 1, 1, 1, 1}, 1);
-    conv_case("3x3 s2 p1", 2, 8, 10, (op_conv_geom){4, 3, 3, 2, 1, 1, 1, 1}, 1);
-    conv_case("3x3 s2 pad (0,0,1,1) (Downsample2D padding=0)", 2, 8, 8, (op_conv_geom){4, 5, 3, 2, 0, 0, 1, 1}, 1);
-    conv_case("1x1", 3, 5, 6, (op_conv_geom){7, 9, 1, 1, 0, 0, 0, 0}, 1);
-    conv_case("1x1 no bias, > 256 pixels", 2, 20, 20, (op_conv_geom){3, 4, 1, 1, 0, 0, 0, 0}, 0);
-    /* K = 300 * 9 = 2700 -> 97-pixel im2col chunks; 130 outputs -> two channel blocks */
-    conv_case("3x3 chunked, 130 outputs", 2, 16, 16, (op_conv_geom){300, 130, 3, 1, 1, 1, 1, 1}, 1);
-    conv_case("3x3 s1 p1 on 1x1 input", 2, 1, 1, (op_conv_geom){3, 2, 3, 1, 1, 1, 1, 1}, 1);
+    printf("conv2d (%s)\n", gemm_path_name(gemm_path_get()));
+    for (int wino = 1; wino >= 0; wino--) {
+        op_conv_set_winograd(wino);
+        printf(" winograd %s\n", wino ? "on" : "off");
+        conv_case("3x3 s1 p1", 2, 7, 9, (op_conv_geom){5, 6, 3, 1, 1, 1, 1, 1}, 1, 0);
+        conv_case("3x3 s2 p1", 2, 8, 10, (op_conv_geom){4, 3, 3, 2, 1, 1, 1, 1}, 1, 0);
+        conv_case("3x3 s2 pad (0,0,1,1) (Downsample2D padding=0)", 2, 8, 8, (op_conv_geom){4, 5, 3, 2, 0, 0, 1, 1}, 1, 0);
+        conv_case("1x1", 3, 5, 6, (op_conv_geom){7, 9, 1, 1, 0, 0, 0, 0}, 1, 0);
+        conv_case("1x1 no bias, > 256 pixels", 2, 20, 20, (op_conv_geom){3, 4, 1, 1, 0, 0, 0, 0}, 0, 0);
+        /* K = 300 * 9 = 2700 -> 11 k blocks; 130 outputs -> 9 panels, the last one of 2 rows */
+        conv_case("3x3 K 2700, 130 outputs", 2, 16, 16, (op_conv_geom){300, 130, 3, 1, 1, 1, 1, 1}, 1, 0);
+        conv_case("3x3 s1 p1 on 1x1 input", 2, 1, 1, (op_conv_geom){3, 2, 3, 1, 1, 1, 1, 1}, 1, 0);
+        /* Winograd-sized (>= 16 tiles of 4x4, >= 16 channels): 5 x 4 tiles, partial strips;
+         * 18 x 17: partial tiles at the borders; 3 images: tile strips across images */
+        conv_case("3x3 20 -> 35, 16x20 (winograd size)", 2, 16, 20, (op_conv_geom){20, 35, 3, 1, 1, 1, 1, 1}, 1, 0);
+        conv_case("3x3 16 -> 16, 18x17 + img bias + res", 3, 18, 17, (op_conv_geom){16, 16, 3, 1, 1, 1, 1, 1}, 1, 1);
+        conv_case("3x3 24 -> 32, 16x16 (res) / sqrt 2", 2, 16, 16, (op_conv_geom){24, 32, 3, 1, 1, 1, 1, 1}, 1, 2);
+        conv_case("1x1 + img bias + res", 2, 9, 7, (op_conv_geom){17, 33, 1, 1, 0, 0, 0, 0}, 1, 1);
+        /* F(2x2, 3x3) sizes (< 16 tiles of 4x4, >= 16 of 2x2): 8x8; 9x7 with partial tiles */
+        conv_case("3x3 32 -> 48, 8x8 (winograd 2x2 size)", 2, 8, 8, (op_conv_geom){32, 48, 3, 1, 1, 1, 1, 1}, 1, 0);
+        conv_case("3x3 16 -> 20, 9x7 + img bias + res", 3, 9, 7, (op_conv_geom){16, 20, 3, 1, 1, 1, 1, 1}, 1, 1);
+    }
 }
 
 /* ---- linear -------------------------------------------------------------------------------- */
@@ -184,8 +218,8 @@ static void gn_case(const char *label, int B, int C, int HW, int G, int film, in
             }
         }
     ctx_holder c1, c3;
-    ctx_make(&c1, 1, 0);
-    ctx_make(&c3, 3, 0);
+    ctx_make(&c1, 1, 0, 0);
+    ctx_make(&c3, 3, 0, 0);
     op_group_norm(&c1.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C, silu, y);
     op_group_norm(&c3.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C, silu, y3);
     check_close(label, y, ref, n, TOL);
@@ -231,10 +265,6 @@ static void test_pointwise(void) {
     op_concat_channels(ca, 1, cb, 2, 2, 2, cy);
     const float want[12] = {1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12};
     CHECK(memcmp(cy, want, sizeof want) == 0);
-    /* per-image, per-channel bias: (2, 2, 3) += v (2, 2) with stride 4 */
-    float xb[12] = {0}, v[8] = {1, 2, 0, 0, 3, 4, 0, 0};
-    op_add_channel_bias(xb, 2, 2, 3, v, 4);
-    CHECK(xb[0] == 1 && xb[2] == 1 && xb[3] == 2 && xb[6] == 3 && xb[11] == 4);
 }
 
 /* ---- resampling ---------------------------------------------------------------------------- */
@@ -266,8 +296,8 @@ static void test_resample(void) {
     float *x = rand_buf(n), *y = malloc(4 * n * sizeof *y), *y3 = malloc(4 * n * sizeof *y3);
     double *ref = malloc(4 * n * sizeof *ref);
     ctx_holder c1, c3;
-    ctx_make(&c1, 1, 0);
-    ctx_make(&c3, 3, 0);
+    ctx_make(&c1, 1, 0, 0);
+    ctx_make(&c3, 3, 0, 0);
     /* nearest x2 */
     op_upsample_nearest2(&c1.c, x, B, C, H, W, y);
     for (int p = 0; p < B * C; p++)
@@ -341,15 +371,15 @@ static void attn_case(const char *label, int B, int C, int HW, int heads) {
             }
         }
     ctx_holder c1, c3;
-    size_t ws = op_attention_ws_floats(HW);
-    ctx_make(&c1, 1, ws);
-    ctx_make(&c3, 3, ws);
-    op_attention(&c1.c, q, k, v, B, C, HW, heads, scale, o);
-    op_attention(&c3.c, q, k, v, B, C, HW, heads, scale, o3);
+    size_t ws, sh, per = n / (size_t)B;
+    op_attention_ws(B, C, HW, heads, &ws, &sh);
+    ctx_make(&c1, 1, ws, sh);
+    ctx_make(&c3, 3, ws, sh);
+    op_attention(&c1.c, q, k, v, per, B, C, HW, heads, scale, o);
+    op_attention(&c3.c, q, k, v, per, B, C, HW, heads, scale, o3);
     check_close(label, o, ref, n, TOL);
     CHECK_MSG(memcmp(o, o3, n * sizeof *o) == 0, "%s: 1 vs 3 threads differ", label);
-    size_t per = n / (size_t)B;
-    op_attention(&c3.c, q + per, k + per, v + per, 1, C, HW, heads, scale, o3);
+    op_attention(&c3.c, q + per, k + per, v + per, per, 1, C, HW, heads, scale, o3);
     CHECK_MSG(memcmp(o + per, o3, per * sizeof *o) == 0, "%s: image 1 alone differs", label);
     ctx_free(&c1);
     ctx_free(&c3);
@@ -363,11 +393,12 @@ static void attn_case(const char *label, int B, int C, int HW, int heads) {
 }
 
 static void test_attention(void) {
-    printf("attention\n");
+    printf("attention (%s)\n", gemm_path_name(gemm_path_get()));
     attn_case("1 head, C 8, HW 16", 2, 8, 16, 1);
     attn_case("4 heads of 4, HW 49", 2, 16, 49, 4);
-    /* HW 1024 -> query chunks of 256 rows */
-    attn_case("2 heads of 4, HW 1024 (chunked)", 2, 8, 1024, 2);
+    /* HW 1024 -> blocks of 64 queries */
+    attn_case("2 heads of 4, HW 1024 (query blocks)", 2, 8, 1024, 2);
+    attn_case("1 head of 40, HW 100 (partial tiles)", 2, 40, 100, 1);
 }
 
 /* ---- embeddings ---------------------------------------------------------------------------- */
@@ -412,15 +443,25 @@ static void test_embeddings(void) {
 }
 
 int main(void) {
-    ops_blas_init();
     printf("kernels: %s\n", ops_kernel_name());
     test_pool();
-    test_conv();
+    const gemm_path paths[3] = {GEMM_PATH_AVX512, GEMM_PATH_AVX2, GEMM_PATH_GENERIC};
+    const gemm_path initial = gemm_path_get();
+    for (int i = 0; i < 3; i++) {
+        if (!gemm_path_supported(paths[i])) {
+            printf("(path %s: not supported by this CPU)\n", gemm_path_name(paths[i]));
+            continue;
+        }
+        CHECK(gemm_path_set(paths[i]) == paths[i]);
+        test_conv();
+        test_attention();
+    }
+    gemm_path_set(initial);
+    op_conv_set_winograd(1);
     test_linear();
     test_group_norm();
     test_pointwise();
     test_resample();
-    test_attention();
     test_embeddings();
     return TEST_SUMMARY();
 }

@@ -183,6 +183,21 @@ static void run_case(const ucase *uc) {
     CHECK_MSG(memcmp(out + per, solo, per * sizeof *out) == 0, "%s: element 1 alone differs from the batch", uc->name);
 
     if (strcmp(uc->name, "b_cifar10_shrunk") == 0) {
+        /* a batch of 6 runs as two passes (UNET_MICRO_BATCH images per pass): every image must
+         * still equal the same image in the batch of B */
+        const int B6 = 6;
+        const size_t in_per = (size_t)C * H * W;
+        float *x6 = malloc((size_t)B6 * in_per * sizeof *x6), *o6 = malloc((size_t)B6 * per * sizeof *o6), t6[6];
+        for (int b = 0; b < B6; b++) {
+            memcpy(x6 + (size_t)b * in_per, x + (size_t)(b % B) * in_per, in_per * sizeof *x6);
+            t6[b] = tb[b % B];
+        }
+        CHECK(pndm_unet_forward(m, x6, B6, H, W, t6, o6, 2, &err) == PNDM_OK);
+        for (int b = 0; b < B6; b++)
+            CHECK_MSG(memcmp(o6 + (size_t)b * per, out + (size_t)(b % B) * per, per * sizeof *out) == 0,
+                      "%s: image %d of a batch of 6 differs", uc->name, b);
+        free(x6);
+        free(o6);
         for (int th = 1; th <= 2; th++) {
             double best = 1e9;
             for (int rep = 0; rep < 5; rep++) {

@@ -123,7 +123,8 @@ static int fail(int code, const char *fmt, ...) {
 }
 
 static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
-    if (!s || !*s) return 0;
+    /* digits with an optional '-': strtoll alone would also take " 3" and "+3" */
+    if (!s || !((*s >= '0' && *s <= '9') || (*s == '-' && s[1] >= '0' && s[1] <= '9'))) return 0;
     errno = 0;
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -384,9 +385,32 @@ static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, 
     return 0;
 }
 
+/* Exit code for the signal received (130 SIGINT, 143 SIGTERM). */
+static int signal_exit(void) { return g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
+
+/* Nothing more is written once a signal arrived; files already renamed into place stay. */
+#define STOP_IF_SIGNALLED(done, total)                                                              \
+    do {                                                                                            \
+        if (g_signal) {                                                                             \
+            rc = fail(signal_exit(), "interrupted by %s: %d of %d output files written",            \
+                      g_signal == SIGTERM ? "SIGTERM" : "SIGINT", (done), (total));                \
+            goto out_json;                                                                          \
+        }                                                                                           \
+    } while (0)
+
 int main(int argc, char **argv) {
     cli_args a;
     int exit_now;
+    /* SIGINT / SIGTERM only set a flag: generation stops at the next UNet call, writing at the
+     * next file, temporary files are removed, and the exit code is 130 / 143 */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* past a file-size limit (ulimit -f) write() then fails with EFBIG, reported like a full disk */
+    signal(SIGXFSZ, SIG_IGN);
     int rc = parse_args(argc, argv, &a, &exit_now);
     if (rc || exit_now) return rc;
     if (a.info_path) return do_info(a.info_path);
@@ -499,13 +523,6 @@ int main(int argc, char **argv) {
                     sched_desc, pndm_kernel_path(), (double)need / (1 << 20), t_load);
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
     float *latents = malloc(n * sizeof *latents);              // (B, C, S, S)
     float *noise = a.noise_path ? malloc(n * sizeof *noise) : NULL;
     float *images = malloc(n * sizeof *images);                // (B, S, S, C)
@@ -523,26 +540,42 @@ int main(int argc, char **argv) {
     double t_gen = now_s() - t0;
     if (st) {
         if (!g_quiet && ps.tty) fputc('\n', stderr);
-        rc = st == PNDM_ERR_INTERRUPTED ? (g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT) : (int)st;
+        rc = st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st;
         fail(rc, "%s", err.msg);
         goto out_buf;
     }
 
+    /* NaN / Inf weights (or weights that overflow float32) give NaN images, which would be
+     * written as black: refuse instead */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(latents[i])) {
+            rc = fail(PNDM_ERR_MODEL, "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
+                                      "contain NaN/Inf or overflow float32; nothing written",
+                      model_path, i / (n / (size_t)B));
+            goto out_buf;
+        }
     pndm_latents_to_images(latents, B, C, S, S, images);
     pndm_images_to_u8(images, n, pix);
 
     /* ---- write outputs ---- */
     cJSON *files = cJSON_CreateArray();
     int64_t shape[4];
+    const int total_files = (a.noise_path != NULL) + (a.latents_path != NULL) + (out_npy || a.grid || B == 1 ? 1 : B);
+    int n_written = 0;
+    STOP_IF_SIGNALLED(n_written, total_files);
     if (a.noise_path) {
         shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
         if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.noise_path));
+        n_written++;
+        STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (a.latents_path) {
         shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
         if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.latents_path));
+        n_written++;
+        STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (out_npy) {
         shape[0] = B; shape[1] = S; shape[2] = S; shape[3] = C;
@@ -579,6 +612,8 @@ int main(int argc, char **argv) {
             rc = write_png(path, pix + (size_t)b * S * S * C, S, S, C, text, 3);
             if (rc) goto out_json;
             cJSON_AddItemToArray(files, cJSON_CreateString(path));
+            n_written++;
+            if (b + 1 < B) STOP_IF_SIGNALLED(n_written, total_files);
         }
     }
 
@@ -632,6 +667,6 @@ out_buf:
 out_sched:
     pndm_scheduler_config_free(&sched);
     pndm_model_free(model);
-    if (rc == 0 && g_signal) rc = g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
+    if (rc == 0 && g_signal) rc = signal_exit();
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,11 @@ static int run(const cli_args *a) {
         rc = fail(err.code, "%s", err.msg);
         goto done;
     }
+    for (size_t i = 0; i < xs.count; i++)
+        if (!isfinite(x[i])) {
+            rc = fail(PNDM_ERR_INPUT, "%s: element %zu of the sample is not finite", a->sample, i);
+            goto done;
+        }
     /* timesteps: B floats */
     t = malloc((size_t)B * sizeof *t);
     if (!t) {
@@ -243,8 +249,25 @@ static int run(const cli_args *a) {
         goto done;
     }
     double t2 = now_s();
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(y[i])) {
+            rc = fail(PNDM_ERR_MODEL, "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
+                                      "its weights contain NaN/Inf or overflow float32; nothing written",
+                      a->model, i);
+            goto done;
+        }
     const int64_t shape[4] = {B, C_out, H, W};
-    if (pndm_npy_save_f32(a->output, y, 4, shape, &err) != PNDM_OK) {
+    /* SIGINT / SIGTERM / SIGHUP wait until the output is in place (or its temporary file is
+     * removed), then act as usual: an interrupt never leaves a temporary file behind */
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
+    pndm_status ws = pndm_npy_save_f32(a->output, y, 4, shape, &err);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    if (ws != PNDM_OK) {
         rc = fail(err.code, "%s", err.msg);
         goto done;
     }
@@ -265,6 +288,8 @@ done:
 }
 
 int main(int argc, char **argv) {
+    /* past a file-size limit (ulimit -f) write() then fails with EFBIG instead of killing us */
+    signal(SIGXFSZ, SIG_IGN);
     cli_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0) return rc;
