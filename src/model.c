@@ -111,7 +111,9 @@ static pndm_status finish_load(pndm_model *m, const char *cfg_json, size_t cfg_l
     if (st) return st;
     st = unet_build(&m->net, &cfg, cfg_source, err);
     if (st) return st;
-    return unet_bind(&m->net, &m->st, err);
+    st = unet_bind(&m->net, &m->st, err);
+    if (!st) st = st_check_finite(&m->st, err);  /* NaN/Inf weights: refused, naming the tensor */
+    return st;
 }
 
 /* A pndm single file (already parsed into m->st): config from __metadata__. */

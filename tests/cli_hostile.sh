@@ -90,7 +90,7 @@ npy_make() { # npy_make FILE DESCR SHAPE DATA_FILE: a .npy (format 1.0)
   { printf '\223NUMPY\001\000'; printf "\\$(printf %03o $(( (${#dict} + pad + 1) & 255 )))\\$(printf %03o $(( (${#dict} + pad + 1) >> 8 )))"
     printf '%s%*s\n' "$dict" "$pad" ''; cat "$4"; } >"$1"
 }
-G=(-q -n 4 --skip-prk-steps -s 1)   # pndm-gen flags of every case (fast if it ever ran)
+G=(-q -n 1 --skip-prk-steps -s 1 -t 1)   # pndm-gen flags of every case (2 UNet calls, if it ever ran)
 
 # ---- 1. weights files ----------------------------------------------------------------------
 : >"$T/empty.safetensors"

@@ -28,12 +28,12 @@ wait_for() {
   return 1
 }
 
-# 1. during generation: a long run (1000 steps on the 28x28 test model), signalled once it has
+# 1. during generation: a long run (200 steps on the 28x28 test model), signalled once it has
 #    started sampling (its first progress line)
 for sig in INT TERM; do
   want=$([ $sig = INT ] && echo 130 || echo 143)
   mkdir -p "$T/gen_$sig"
-  "$GEN" -m "$GRAY" -n 1000 -b 2 -s 1 -o "$T/gen_$sig/img.png" --latents "$T/gen_$sig/lat.npy" \
+  "$GEN" -m "$GRAY" -n 200 -b 2 -s 1 -o "$T/gen_$sig/img.png" --latents "$T/gen_$sig/lat.npy" \
     >"$T/out_$sig" 2>"$T/err_$sig" &
   PID=$!
   if ! wait_for grep -q "UNet call" "$T/err_$sig"; then bad "SIG$sig: the run never started sampling: $(cat "$T/err_$sig")"; fi

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+import safetensors.torch  # noqa: F401  (diffusers 0.30 save_pretrained needs it imported)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pndm_format import write_model_file, clean_config  # noqa: E402

@@ -5,31 +5,9 @@
 #include "fuzz.h"
 #include "model.h"
 #include "pndm.h"
-#include "safetensors.h"
 
 #include <math.h>
 #include <string.h>
-
-/* The forward runs only on weights that are finite and at most 100 in magnitude. Non-finite
- * weights are to be refused at load (st_check_finite); large finite ones overflow float32 into
- * NaN, on which ops.c's exp_ops converts NaN to int (undefined behaviour, clang's UBSan aborts;
- * see tests/fuzz/README.md, "Findings"). Lift the bound once exp_ops handles NaN. */
-static int weights_tame(const uint8_t *data, size_t size) {
-    st_file f;
-    pndm_error err;
-    if (st_parse(&f, data, size, "w", &err) != PNDM_OK) return 0;
-    int ok = st_check_finite(&f, &err) == PNDM_OK;
-    for (int i = 0; ok && i < f.n_tensors; i++) {
-        const float *v;
-        int owned;
-        if (st_tensor_f32(&f, &f.tensors[i], &v, &owned, &err) != PNDM_OK) { ok = 0; break; }
-        for (size_t k = 0; k < f.tensors[i].count; k++)
-            if (!(fabsf(v[k]) <= 100.0f)) { ok = 0; break; }
-        if (owned) free((void *)v);
-    }
-    st_close(&f);
-    return ok;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pndm_model *m = NULL;
@@ -46,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int have_sc = pndm_model_get_scheduler_config(m, &sc, &err) == PNDM_OK;
     if (!have_sc) FUZZ_CHECK(err.msg[0] != 0);
     size_t ws = pndm_unet_workspace_estimate(m, 1, S, S);
-    if (S <= 32 && ws <= ((size_t)16 << 20) && pndm_model_param_count(m) <= 200000 && weights_tame(data, size)) {
+    if (S <= 32 && ws <= ((size_t)16 << 20) && pndm_model_param_count(m) <= 200000) {
         size_t n = (size_t)C * S * S, no = (size_t)Co * S * S;
         float *x = malloc(n * sizeof *x), *y = malloc(no * sizeof *y);
         FUZZ_CHECK(x && y);
