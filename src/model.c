@@ -111,8 +111,10 @@ static pndm_status finish_load(pndm_model *m, const char *cfg_json, size_t cfg_l
     if (st) return st;
     st = unet_build(&m->net, &cfg, cfg_source, err);
     if (st) return st;
-    st = unet_bind(&m->net, &m->st, err);
-    if (!st) st = st_check_finite(&m->st, err);  /* NaN/Inf weights: refused, naming the tensor */
+    /* NaN/Inf weights are refused naming the tensor (the scan releases each tensor's pages, so
+     * the file is never resident all at once), then every tensor is bound and packed. */
+    st = st_check_finite(&m->st, err);
+    if (!st) st = unet_bind(&m->net, &m->st, err);
     return st;
 }
 

@@ -1,6 +1,7 @@
 /* safetensors reader. st_open maps the file read-only and hands the mapping to st_parse, the one
  * parser for files and memory buffers. Checks run in the order documented in safetensors.h;
  * nothing outside [buf, buf + size) is ever read, whatever the header says. */
+#define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 #include "util.h"
@@ -576,11 +577,23 @@ static size_t st_first_nonfinite_bf16(const unsigned char *p, size_t n) {
     return n;
 }
 
+/* Hand back the mapped pages wholly inside [p, p + n) (read-only file mapping: a later read
+ * faults them in again from the file), so a scan does not keep the whole file resident. */
+static void st_drop_pages(const st_file *f, const void *p, size_t n) {
+    if (!f->map || n == 0) return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, m0 = (uintptr_t)f->map, m1 = m0 + f->map_size;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (lo < m0 || hi > m1 || pg <= 0) return;
+    uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, b = hi / (uintptr_t)pg * (uintptr_t)pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 pndm_status st_check_finite(const st_file *f, pndm_error *err) {
     for (int k = 0; k < f->n_tensors; k++) {
         const st_tensor *t = &f->tensors[k];
         size_t i = t->dtype == ST_BF16 ? st_first_nonfinite_bf16(t->data, t->count)
                                        : st_first_nonfinite(t->data, t->count, st_dtypes[t->dtype].esize);
+        st_drop_pages(f, t->data, t->nbytes);
         if (i == t->count) continue;
         const unsigned char *e = (const unsigned char *)t->data + st_dtypes[t->dtype].esize * i;
         float v = t->dtype == ST_F32 ? 0.0f
