@@ -579,7 +579,7 @@ static size_t st_first_nonfinite_bf16(const unsigned char *p, size_t n) {
 
 /* Hand back the mapped pages wholly inside [p, p + n) (read-only file mapping: a later read
  * faults them in again from the file), so a scan does not keep the whole file resident. */
-static void st_drop_pages(const st_file *f, const void *p, size_t n) {
+void st_drop_pages(const st_file *f, const void *p, size_t n) {
     if (!f->map || n == 0) return;
     uintptr_t lo = (uintptr_t)p, hi = lo + n, m0 = (uintptr_t)f->map, m1 = m0 + f->map_size;
     long pg = sysconf(_SC_PAGESIZE);

@@ -60,6 +60,9 @@ pndm_status st_tensor_f32(const st_file *f, const st_tensor *t, const float **ou
 /* Every element of every tensor is finite (no NaN or Inf)? Else PNDM_ERR_MODEL naming the file,
  * the tensor and the first bad element. Reads all tensor data once (a few ms per 100 MB). */
 pndm_status st_check_finite(const st_file *f, pndm_error *err);
+/* Hand back the mapped pages wholly inside [p, p + n) (no-op for memory buffers and ranges outside
+ * the mapping); a later read faults them in again from the file. */
+void st_drop_pages(const st_file *f, const void *p, size_t n);
 
 float st_f16_to_f32(uint16_t h);
 float st_bf16_to_f32(uint16_t h);

@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* ============================================================================================ */
@@ -415,18 +414,6 @@ typedef struct pack_state {
     pndm_status st;
 } pack_state;
 
-/* Release the pages of a mapped file that only hold [p, p + n): they are not read again (a later
- * read would fault them back in from the file). Caller-owned buffers are left alone. */
-static void drop_pages(const st_file *f, const void *p, size_t n) {
-    if (!f->map) return;
-    uintptr_t lo = (uintptr_t)p, hi = lo + n, m0 = (uintptr_t)f->map, m1 = m0 + f->map_size;
-    if (lo < m0 || hi > m1) return;
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0) return;
-    uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, b = hi / (uintptr_t)pg * (uintptr_t)pg;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 /* Parameter i as float32 (*owned: a malloc'ed conversion to free with param_release). */
 static pndm_status param_get(pack_state *ps, int i, const float **data, int *owned) {
     const st_tensor *t = st_find(ps->f, ps->net->params[i].name);
@@ -437,7 +424,7 @@ static pndm_status param_get(pack_state *ps, int i, const float **data, int *own
 static void param_release(pack_state *ps, int i, const float *data, int owned) {
     const st_tensor *t = st_find(ps->f, ps->net->params[i].name);
     if (owned) free((void *)data);
-    drop_pages(ps->f, t->data, t->nbytes);
+    st_drop_pages(ps->f, t->data, t->nbytes);
 }
 
 static void pack_conv(unet_conv *c, void *arg) {
