@@ -39,31 +39,31 @@ def run_ddpm(args, out):
     """1000-step DDPM ancestral sampling in diffusers (the reference sampler)."""
     import numpy as np
     import torch
-    from diffusers import DDPMScheduler, UNet2DModel
-    from safetensors import safe_open
+    from diffusers import DDPMScheduler
+    sys.path.insert(0, HERE)
+    from pndm_format import diffusers_unet
     torch.set_num_threads(args.threads)
-    with safe_open(args.model, "pt") as f:
-        meta = f.metadata()
-        sd = {k: f.get_tensor(k).float() for k in f.keys()}
-    cfg = json.loads(meta["pndm.unet_config"])
-    cfg.pop("_class_name", None)
-    unet = UNet2DModel(**cfg)
-    unet.load_state_dict(sd)
-    unet.eval()
+    dev = torch.device(args.device)
+    unet, _ = diffusers_unet(args.model)
+    unet.to(dev)
+    cfg = unet.config
     sch = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
     sch.set_timesteps(1000)
     g = torch.Generator().manual_seed(args.seed)
     imgs = []
     t0 = time.time()
-    bs = 250
+    bs = 250 if dev.type == "cpu" else args.n
     with torch.no_grad():
         for start in range(0, args.n, bs):
             b = min(bs, args.n - start)
             s = cfg["sample_size"]
-            x = torch.randn((b, cfg["in_channels"], s, s), generator=g)
+            # all noise from one CPU generator, whatever the device: the same draws on CPU and GPU
+            x = torch.randn((b, cfg["in_channels"], s, s), generator=g).to(dev)
             for t in sch.timesteps:
-                x = sch.step(unet(x, t).sample, t, x, generator=g).prev_sample
-            imgs.append((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy())
+                eps = unet(x, t).sample
+                # what diffusers' DDPMScheduler.step draws for t > 0 (randn_tensor on the CPU generator)
+                x = sch.step(eps, t, x, generator=g).prev_sample
+            imgs.append((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy())
     np.save(out, np.concatenate(imgs).astype(np.float32))
     return time.time() - t0
 
@@ -76,8 +76,17 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ddpm", action="store_true", help="also the 1000-step DDPM reference row (slow)")
+    ap.add_argument("--device", default="cpu", help="torch device for the DDPM reference (cpu, cuda)")
+    ap.add_argument("--ddpm-only", metavar="NPY", help="only draw the DDPM reference samples into NPY and exit "
+                    "(e.g. on a GPU machine); score them later with --ddpm-from")
+    ap.add_argument("--ddpm-from", metavar="NPY", help="DDPM row: score these samples instead of drawing them")
+    ap.add_argument("--ddpm-wall", default="", help="with --ddpm-from: the wall time to print for that row")
     ap.add_argument("--out", default="build/fid")
     args = ap.parse_args()
+    if args.ddpm_only:
+        wall = run_ddpm(args, args.ddpm_only)
+        print(f"DDPM 1000 steps, {args.n} samples on {args.device}: {wall:.1f} s -> {args.ddpm_only}")
+        return
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for steps, skip in [(10, False), (20, False), (50, False), (50, True)]:
@@ -87,7 +96,11 @@ def main():
         name = f"PNDM {steps} steps" + (" (--skip-prk-steps)" if skip else " (PRK + PLMS)")
         rows.append((name, args.n, res["unet_calls"], sc, f"{wall:.0f} s", " ".join(os.path.relpath(c) if os.path.exists(c) else c for c in cmd)))
         print(name, json.dumps(sc), file=sys.stderr, flush=True)
-    if args.ddpm:
+    if args.ddpm_from:
+        sc = fid_score(args.ddpm_from, args.threads)
+        rows.append(("DDPM ancestral 1000 steps (diffusers)", args.n, 1000, sc, args.ddpm_wall,
+                     f"tools/fid_table.py --ddpm-only {args.ddpm_from} -n {args.n} --seed {args.seed} --device {args.device}"))
+    elif args.ddpm:
         out = os.path.join(args.out, "ddpm_1000.npy")
         wall = run_ddpm(args, out)
         sc = fid_score(out, args.threads)

@@ -55,3 +55,37 @@ def clean_config(cfg):
     """Drop diffusers' private keys (_class_name, _diffusers_version, ...) except _class_name."""
     out = {k: v for k, v in dict(cfg).items() if not k.startswith("_") or k == "_class_name"}
     return out
+
+
+def read_model_file(path):
+    """Read a pndm model file: (state_dict name -> float32 numpy array, unet_config, scheduler_config or None).
+    F32, F16 and BF16 tensors are accepted, like the C loader."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        base = 8 + n
+        meta = header.pop("__metadata__", {}) or {}
+        if meta.get("format") != "pndm" or "pndm.unet_config" not in meta:
+            raise ValueError(f"{path}: not a pndm model file (no pndm metadata)")
+        sd = {}
+        for name, info in header.items():
+            a, b = info["data_offsets"]
+            f.seek(base + a)
+            raw = f.read(b - a)
+            if info["dtype"] == "BF16":
+                arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                arr = np.frombuffer(raw, dtype={"F32": "<f4", "F16": "<f2"}[info["dtype"]]).astype(np.float32)
+            sd[name] = arr.reshape(info["shape"])
+    sched = json.loads(meta["pndm.scheduler_config"]) if "pndm.scheduler_config" in meta else None
+    return sd, json.loads(meta["pndm.unet_config"]), sched
+
+
+def diffusers_unet(path):
+    """The diffusers UNet2DModel (eval mode, float32, CPU) of a pndm model file, and its scheduler config."""
+    import torch
+    from diffusers import UNet2DModel
+    sd, cfg, sched = read_model_file(path)
+    model = UNet2DModel.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
+    return model.eval(), sched

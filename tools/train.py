@@ -5,11 +5,13 @@ Standard DDPM objective: epsilon prediction, linear betas 1e-4..0.02, 1000 train
 AdamW, an EMA of the weights, fixed seeds. Resumable exactly: the data order, the noise and the
 timesteps of step k depend only on (seed, k), so resuming from a checkpoint replays the same run.
 
-  python3 tools/train.py --out train_run --steps 12000          # start or resume
-  python3 tools/train.py --out train_run --export weights/fashion_mnist.safetensors --dtype f16
+  python3 tools/train.py --out train_run --steps 10000          # start or resume (CPU)
+  python3 tools/train.py --out train_run --device cuda --batch 128 --steps 7000 --ckpt-every 2000 \
+      --threads 4                                                # the shipped model's run (GPU)
+  python3 tools/train.py --out train_run --export weights/fashion_mnist.safetensors --dtype f32
 
 Needs PyTorch and diffusers (tools only; never needed by the C build or tests).
-Dataset: Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
+Dataset: Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, or $PNDM_FASHION_MNIST).
 """
 import argparse
 import copy
@@ -26,7 +28,7 @@ import safetensors.torch  # noqa: F401  (diffusers 0.30 save_pretrained needs it
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pndm_format import write_model_file, clean_config  # noqa: E402
 
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
+DATA_DIR = os.environ.get("PNDM_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 
 UNET_CONFIG = dict(
     sample_size=28,
@@ -96,10 +98,11 @@ def sample_grid(model, path, n=16, steps=50, seed=0):
     sch = PNDMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if not k.startswith("_")})
     sch.set_timesteps(steps)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, 1, 28, 28), generator=g)
+    dev = next(model.parameters()).device
+    x = torch.randn((n, 1, 28, 28), generator=g).to(dev)
     for t in sch.timesteps:
         x = sch.step(model(x, t).sample, t, x).prev_sample
-    img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()[:, 0]
+    img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()[:, 0]
     side = int(np.ceil(np.sqrt(n)))
     grid = np.zeros((side * 28, side * 28), np.uint8)
     for i in range(n):
@@ -117,7 +120,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    ap.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda); the data order, "
+                    "flips, timesteps and noise are drawn on the CPU either way")
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop after this step (a checkpoint boundary) without changing the --steps schedule; "
                          "a later run with the same --steps continues exactly")
@@ -132,15 +137,18 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(args.seed)
-    model = make_unet()
+    model = make_unet().to(dev)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step, losses = 0, []
     if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location="cpu")
+        ck = torch.load(ckpt_path, map_location=dev)
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
@@ -162,6 +170,9 @@ def main():
     imgs = load_idx_images(os.path.join(DATA_DIR, "train-images-idx3-ubyte.gz"))
     data = torch.from_numpy(imgs.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)  # (N,1,28,28) in [-1,1]
     N = data.shape[0]
+    mparams, eparams = list(model.parameters()), list(ema.parameters())
+    pending = []  # losses still on the device: read back every 50 steps, not every step
+    perm, perm_epoch = None, -1
     per_epoch = N // args.batch
     acp = linear_schedule()
     log = open(os.path.join(args.out, "loss.log"), "a")
@@ -173,7 +184,9 @@ def main():
     while step < end:
         # Everything random in step k comes from (seed, k): exact resume without RNG state.
         epoch, k = divmod(step, per_epoch)
-        perm = torch.randperm(N, generator=torch.Generator().manual_seed(args.seed * 7919 + epoch))
+        if epoch != perm_epoch:
+            perm = torch.randperm(N, generator=torch.Generator().manual_seed(args.seed * 7919 + epoch))
+            perm_epoch = epoch
         idx = perm[k * args.batch:(k + 1) * args.batch]
         g = torch.Generator().manual_seed(args.seed * 1000003 + step)
         x0 = data[idx]
@@ -183,11 +196,12 @@ def main():
         noise = torch.randn(x0.shape, generator=g)
         a = acp[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt, t, noise = xt.to(dev), t.to(dev), noise.to(dev)
 
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         # cosine decay to 10% over the run
         prog = step / max(1, args.steps)
-        lr *= 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * prog))
+        lr = float(lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * prog))))  # a Python float: numpy scalars in the checkpoint would tie it to one numpy major version
         for gr in opt.param_groups:
             gr["lr"] = lr
         pred = model(xt, t).sample
@@ -198,10 +212,13 @@ def main():
         opt.step()
         step += 1
         decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm, alpha=1 - decay)
-        losses.append(float(loss))
+        with torch.no_grad():  # ema = ema*decay + model*(1-decay), all tensors in one call each
+            torch._foreach_mul_(eparams, decay)
+            torch._foreach_add_(eparams, mparams, alpha=1 - decay)
+        pending.append(loss.detach())
+        if step % 50 == 0 or step == end:
+            losses.extend(torch.stack(pending).cpu().tolist())
+            pending = []
         if step % 50 == 0:
             avg = float(np.mean(losses[-50:]))
             el = time.time() - t0
@@ -209,8 +226,14 @@ def main():
             print(msg, flush=True)
             log.write(msg + "\n")
             log.flush()
+        if args.bench and step - bench_start == min(10, args.bench // 2):  # skip warm-up (cudnn autotune)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t_warm, warm_steps = time.time(), step - bench_start
         if args.bench and step - bench_start >= args.bench:
-            print(f"bench: {(time.time()-t0)/(step-bench_start):.3f} s/step")
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            print(f"bench: {(time.time()-t_warm)/(step-bench_start-warm_steps):.4f} s/step", flush=True)
             return
         if step % args.ckpt_every == 0 or step == end:
             save_checkpoint(ckpt_path, step, model, ema, opt, losses)
