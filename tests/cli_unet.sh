@@ -58,12 +58,14 @@ expect() {
     "$BIN" "$@" >/dev/null 2>"$TMP/stderr"
     local rc=$?
     local lines
-    lines=$(wc -l <"$TMP/stderr")
+    # one message line; usage errors (exit 2) may add the pointer "Try 'pndm-unet --help'."
+    lines=$(grep -cv "^Try 'pndm-unet --help'\.\$" "$TMP/stderr")
     if [ "$rc" -ne "$code" ]; then fail "$what: exit $rc, expected $code ($(cat "$TMP/stderr"))"; return; fi
     if [ "$lines" -ne 1 ]; then fail "$what: $lines stderr lines"; return; fi
+    if [ "$code" -ne 2 ] && grep -q "^Try " "$TMP/stderr"; then fail "$what: help pointer on a non-usage error"; return; fi
     if ls "$TMP" | grep -q "^err_out"; then fail "$what: output file left behind"; return; fi
     ok
-    echo "  exit $rc ($what): $(cat "$TMP/stderr")"
+    echo "  exit $rc ($what): $(head -1 "$TMP/stderr")"
 }
 A="$U/a_dummy"
 # make_npy FILE SHAPE COUNT: a float32 .npy of zeros (format 1.0, header padded to 64 bytes)

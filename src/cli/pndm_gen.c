@@ -5,15 +5,14 @@
  * 130 interrupted by SIGINT, 143 by SIGTERM. */
 #define _POSIX_C_SOURCE 200809L
 #include "pndm.h"
+#include "cli.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +31,6 @@ enum {
     OPT_OUTPUT, OPT_GRID, OPT_LATENTS, OPT_NOISE, OPT_QUIET, OPT_VERBOSE, OPT_JSON, OPT_INFO,
     OPT_HELP, OPT_VERSION
 };
-
-typedef struct {
-    int id;
-    char short_name;     /* 0: none */
-    const char *long_name;
-    const char *arg;     /* NULL: a switch */
-    const char *def;     /* shown in --help */
-    const char *help;
-} cli_opt;
 
 static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
@@ -72,15 +62,7 @@ static void print_help(FILE *f) {
             "Generate images with a diffusers UNet2DModel and the PNDM sampler (same images as\n"
             "diffusers' PNDMPipeline for the same model, seed and steps).\n\n"
             "options:\n");
-    for (int i = 0; i < N_OPTS; i++) {
-        const cli_opt *o = &OPTS[i];
-        char left[64], sh[8] = "    ";
-        if (o->short_name) snprintf(sh, sizeof sh, "-%c, ", o->short_name);
-        snprintf(left, sizeof left, "%s--%s%s%s", sh, o->long_name, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "  %-30s %s", left, o->help);
-        if (o->def && *o->def) fprintf(f, " (default: %s)", o->def);
-        fputc('\n', f);
-    }
+    cli_print_options(f, OPTS, N_OPTS, 30, OPT_THREADS, pndm_default_threads());
     fprintf(f,
             "\nexit codes: 0 ok, 1 internal error, 2 usage, 3 model/config, 4 I/O, 5 out of memory,\n"
             "            6 input data, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n"
@@ -100,53 +82,6 @@ static volatile int g_cancel = 0;
 static void on_signal(int sig) {
     g_signal = sig;
     g_cancel = 1;
-}
-
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "pndm-gen: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'pndm-gen --help'.\n");
-    return PNDM_ERR_USAGE;
-}
-
-static int fail(int code, const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "pndm-gen: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return code;
-}
-
-static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
-    /* digits with an optional '-': strtoll alone would also take " 3" and "+3" */
-    if (!s || !((*s >= '0' && *s <= '9') || (*s == '-' && s[1] >= '0' && s[1] <= '9'))) return 0;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') return 0;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return 0;
-    *out = (uint64_t)v;
-    return 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t random_seed(void) {
@@ -171,18 +106,18 @@ static const char *ext_of(const char *path) {
  * a directory. Done before the (long) generation. */
 static int check_writable(const char *what, const char *path) {
     struct stat st;
-    if (!*path) return fail(PNDM_ERR_USAGE, "%s: empty path", what);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail(PNDM_ERR_IO, "%s: '%s' is a directory", what, path);
+    if (!*path) return cli_fail(PNDM_ERR_USAGE, "%s: empty path", what);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return cli_fail(PNDM_ERR_IO, "%s: '%s' is a directory", what, path);
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");
     else if (slash == path) snprintf(dir, sizeof dir, "/");
     else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (stat(dir, &st) != 0) return fail(PNDM_ERR_IO, "%s: directory '%s' does not exist", what, dir);
-    if (!S_ISDIR(st.st_mode)) return fail(PNDM_ERR_IO, "%s: '%s' is not a directory", what, dir);
-    if (access(dir, W_OK) != 0) return fail(PNDM_ERR_IO, "%s: directory '%s' is not writable", what, dir);
+    if (stat(dir, &st) != 0) return cli_fail(PNDM_ERR_IO, "%s: directory '%s' does not exist", what, dir);
+    if (!S_ISDIR(st.st_mode)) return cli_fail(PNDM_ERR_IO, "%s: '%s' is not a directory", what, dir);
+    if (access(dir, W_OK) != 0) return cli_fail(PNDM_ERR_IO, "%s: directory '%s' is not writable", what, dir);
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return fail(PNDM_ERR_IO, "%s: '%s' exists and is not a regular file", what, path);
+        return cli_fail(PNDM_ERR_IO, "%s: '%s' exists and is not a regular file", what, path);
     return 0;
 }
 
@@ -242,7 +177,7 @@ typedef struct {
 static void on_progress(int call, int total, int64_t t, void *user) {
     progress_state *ps = user;
     if (g_quiet) return;
-    double el = now_s() - ps->t0;
+    double el = cli_now_s() - ps->t0;
     double eta = call > 0 ? el / call * (total - call) : 0;
     if (ps->tty) {
         fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el, eta);
@@ -280,10 +215,10 @@ static int do_info(const char *path) {
     char *buf;
     size_t size;
     pndm_error err;
-    if (pndm_read_file(path, 256u << 20, &buf, &size, &err)) return fail(err.code, "%s", err.msg);
+    if (pndm_read_file(path, 256u << 20, &buf, &size, &err)) return cli_fail(err.code, "%s", err.msg);
     pndm_status s = pndm_png_read_text(buf, size, path, print_png_text, NULL, &err);
     free(buf);
-    if (s) return fail(s == PNDM_ERR_MODEL ? PNDM_ERR_INPUT : s, "%s", err.msg);
+    if (s) return cli_fail(s == PNDM_ERR_MODEL ? PNDM_ERR_INPUT : s, "%s", err.msg);
     return 0;
 }
 
@@ -301,53 +236,31 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
     a->threads = 0;
     a->output = "out.png";
     *exit_now = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const cli_opt *o = NULL;
-        const char *val = NULL;
-        if (arg[0] == '-' && arg[1] == '-' && arg[2]) {
-            const char *name = arg + 2;
-            const char *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            for (int k = 0; k < N_OPTS; k++)
-                if (strlen(OPTS[k].long_name) == len && !strncmp(OPTS[k].long_name, name, len)) o = &OPTS[k];
-            if (!o) return usage_error("unknown option '%s'", arg);
-            if (eq) {
-                if (!o->arg) return usage_error("option '--%s' takes no value", o->long_name);
-                val = eq + 1;
-            }
-        } else if (arg[0] == '-' && arg[1] && arg[1] != '-' && !arg[2]) {
-            for (int k = 0; k < N_OPTS; k++)
-                if (OPTS[k].short_name == arg[1]) o = &OPTS[k];
-            if (!o) return usage_error("unknown option '%s'", arg);
-        } else {
-            return usage_error("unexpected argument '%s'", arg);
-        }
-        if (o->arg && !val) {
-            if (i + 1 >= argc) return usage_error("option '--%s' needs a value (%s)", o->long_name, o->arg);
-            val = argv[++i];
-        }
+    for (int i = 1; i < argc;) {
+        const char *val;
+        const cli_opt *o = cli_next(OPTS, N_OPTS, argc, argv, &i, &val);
+        if (!o) return PNDM_ERR_USAGE;
         switch (o->id) {
         case OPT_MODEL: a->model_path = val; break;
         case OPT_STEPS:
-            if (!parse_i64(val, 1, 100000, &a->steps))
-                return usage_error("invalid --steps '%s': expected an integer from 1 to the model's num_train_timesteps", val);
+            if (!cli_parse_i64(val, 1, 100000, &a->steps))
+                return cli_usage_error("invalid --steps '%s': expected an integer from 1 to the model's num_train_timesteps", val);
             break;
         case OPT_BATCH:
-            if (!parse_i64(val, 1, 1 << 20, &a->batch))
-                return usage_error("invalid --batch '%s': expected an integer from 1 to 1048576", val);
+            if (!cli_parse_i64(val, 1, 1 << 20, &a->batch))
+                return cli_usage_error("invalid --batch '%s': expected an integer from 1 to 1048576", val);
             break;
         case OPT_SEED:
             if (!strcmp(val, "-1") || !strcmp(val, "random")) { a->seed_given = 0; break; }
-            if (!parse_u64(val, &a->seed)) return usage_error("invalid --seed '%s': expected an integer from 0 to 2^64-1, or -1 for random", val);
+            if (!cli_parse_u64(val, &a->seed)) return cli_usage_error("invalid --seed '%s': expected an integer from 0 to 2^64-1, or -1 for random", val);
             a->seed_given = 1;
             break;
         case OPT_PER_IMAGE: a->per_image = 1; break;
         case OPT_SCHED: a->sched_path = val; break;
         case OPT_SKIP_PRK: a->skip_prk = 1; break;
         case OPT_THREADS:
-            if (!parse_i64(val, 0, 1024, &a->threads))
-                return usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
+            if (!cli_parse_i64(val, 0, 1024, &a->threads))
+                return cli_usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
             break;
         case OPT_OUTPUT: a->output = val; break;
         case OPT_GRID: a->grid = 1; break;
@@ -378,10 +291,10 @@ static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, 
     void *buf;
     size_t size;
     pndm_error err;
-    if (pndm_png_encode(pix, w, h, c, text, n_text, &buf, &size, &err)) return fail(err.code, "%s: %s", path, err.msg);
+    if (pndm_png_encode(pix, w, h, c, text, n_text, &buf, &size, &err)) return cli_fail(err.code, "%s: %s", path, err.msg);
     pndm_status s = pndm_write_file_atomic(path, buf, size, &err);
     free(buf);
-    if (s) return fail(s, "%s", err.msg);
+    if (s) return cli_fail(s, "%s", err.msg);
     return 0;
 }
 
@@ -392,13 +305,14 @@ static int signal_exit(void) { return g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_
 #define STOP_IF_SIGNALLED(done, total)                                                              \
     do {                                                                                            \
         if (g_signal) {                                                                             \
-            rc = fail(signal_exit(), "interrupted by %s: %d of %d output files written",            \
+            rc = cli_fail(signal_exit(), "interrupted by %s: %d of %d output files written",            \
                       g_signal == SIGTERM ? "SIGTERM" : "SIGINT", (done), (total));                \
             goto out_json;                                                                          \
         }                                                                                           \
     } while (0)
 
 int main(int argc, char **argv) {
+    cli_prog = "pndm-gen";
     cli_args a;
     int exit_now;
     /* SIGINT / SIGTERM only set a flag: generation stops at the next UNet call, writing at the
@@ -420,19 +334,19 @@ int main(int argc, char **argv) {
     int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
     int out_npy = !strcmp(ext, ".npy");
     if (!out_png && !out_npy)
-        return usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a.output);
+        return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a.output);
     int pk = pattern_kind(a.output);
-    if (pk < 0) return usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
-    if (pk > 0 && !out_png) return usage_error("a %%d pattern needs a .png output ('%s')", a.output);
-    if (a.grid && !out_png) return usage_error("--grid needs a .png output");
-    if (a.grid && pk > 0) return usage_error("--grid writes one file: drop the %%d from '%s'", a.output);
+    if (pk < 0) return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
+    if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a.output);
+    if (a.grid && !out_png) return cli_usage_error("--grid needs a .png output");
+    if (a.grid && pk > 0) return cli_usage_error("--grid writes one file: drop the %%d from '%s'", a.output);
     if (a.latents_path && strcmp(ext_of(a.latents_path), ".npy"))
-        return usage_error("--latents needs a .npy path (got '%s')", a.latents_path);
+        return cli_usage_error("--latents needs a .npy path (got '%s')", a.latents_path);
     if (a.noise_path && strcmp(ext_of(a.noise_path), ".npy"))
-        return usage_error("--save-noise needs a .npy path (got '%s')", a.noise_path);
+        return cli_usage_error("--save-noise needs a .npy path (got '%s')", a.noise_path);
     if (!a.seed_given) a.seed = random_seed();
     if (a.per_image && a.seed > UINT64_MAX - (uint64_t)a.batch)
-        return usage_error("--seed %" PRIu64 " + batch overflows 64 bits with --per-image-seeds", a.seed);
+        return cli_usage_error("--seed %" PRIu64 " + batch overflows 64 bits with --per-image-seeds", a.seed);
 
     /* output paths: check now that they can be written */
     if (pk > 0 || (out_png && a.batch > 1 && !a.grid)) {
@@ -452,38 +366,38 @@ int main(int argc, char **argv) {
     if (a.sched_path) {
         char *buf;
         size_t size;
-        if (pndm_read_file(a.sched_path, 64u << 20, &buf, &size, &err)) return fail(err.code, "%s", err.msg);
+        if (pndm_read_file(a.sched_path, 64u << 20, &buf, &size, &err)) return cli_fail(err.code, "%s", err.msg);
         pndm_status s = pndm_scheduler_config_parse(buf, size, a.sched_path, &sched_override, &err);
         free(buf);
-        if (s) return fail(s, "%s", err.msg);
+        if (s) return cli_fail(s, "%s", err.msg);
         have_override = 1;
     }
 
     const char *model_path = a.model_path ? a.model_path : pndm_default_model_path();
     if (!model_path) {
         if (have_override) pndm_scheduler_config_free(&sched_override);
-        return fail(PNDM_ERR_USAGE, "no --model given and the bundled default model was not found "
+        return cli_fail(PNDM_ERR_USAGE, "no --model given and the bundled default model was not found "
                                     "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
     }
 
-    double t_load = now_s();
+    double t_load = cli_now_s();
     pndm_model *model = NULL;
     if (pndm_model_load(model_path, &model, &err)) {
         if (have_override) pndm_scheduler_config_free(&sched_override);
-        return fail(err.code, "%s", err.msg);
+        return cli_fail(err.code, "%s", err.msg);
     }
-    t_load = now_s() - t_load;
+    t_load = cli_now_s() - t_load;
 
     pndm_scheduler_config sched;
     if (have_override) {
         sched = sched_override;
     } else if (pndm_model_get_scheduler_config(model, &sched, &err)) {
         pndm_model_free(model);
-        return fail(err.code, "%s", err.msg);
+        return cli_fail(err.code, "%s", err.msg);
     }
     if (a.skip_prk) sched.skip_prk_steps = 1;
     if (a.steps > sched.num_train_timesteps) {
-        rc = usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a.steps,
+        rc = cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a.steps,
                          sched.num_train_timesteps);
         goto out_sched;
     }
@@ -502,13 +416,13 @@ int main(int argc, char **argv) {
     size_t need = pndm_gen_memory_estimate(model, &p);
     long long avail = mem_available_bytes();
     if (n == SIZE_MAX || need == SIZE_MAX || (avail > 0 && (double)need > (double)avail * 0.9)) {
-        rc = fail(PNDM_ERR_NOMEM, "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
+        rc = cli_fail(PNDM_ERR_NOMEM, "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
                                   "use a smaller --batch",
                   B, need == SIZE_MAX ? INFINITY : (double)need / (1 << 30), (double)avail / (1 << 30));
         goto out_sched;
     }
     if (C != 1 && C != 3 && out_png) {
-        rc = fail(PNDM_ERR_USAGE, "the model has %d channels: PNG needs 1 or 3, use a .npy output", C);
+        rc = cli_fail(PNDM_ERR_USAGE, "the model has %d channels: PNG needs 1 or 3, use a .npy output", C);
         goto out_sched;
     }
 
@@ -528,20 +442,20 @@ int main(int argc, char **argv) {
     float *images = malloc(n * sizeof *images);                // (B, S, S, C)
     uint8_t *pix = malloc(n);
     if (!latents || !images || !pix || (a.noise_path && !noise)) {
-        rc = fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", B);
+        rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", B);
         goto out_buf;
     }
 
-    progress_state ps = {now_s(), isatty(STDERR_FILENO), 0};
+    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0};
     p.progress = on_progress;
     p.progress_user = &ps;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     pndm_status st = pndm_generate(model, &p, noise, latents, &err);
-    double t_gen = now_s() - t0;
+    double t_gen = cli_now_s() - t0;
     if (st) {
         if (!g_quiet && ps.tty) fputc('\n', stderr);
         rc = st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st;
-        fail(rc, "%s", err.msg);
+        cli_fail(rc, "%s", err.msg);
         goto out_buf;
     }
 
@@ -549,7 +463,7 @@ int main(int argc, char **argv) {
      * written as black: refuse instead */
     for (size_t i = 0; i < n; i++)
         if (!isfinite(latents[i])) {
-            rc = fail(PNDM_ERR_MODEL, "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
+            rc = cli_fail(PNDM_ERR_MODEL, "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
                                       "contain NaN/Inf or overflow float32; nothing written",
                       model_path, i / (n / (size_t)B));
             goto out_buf;
@@ -565,21 +479,21 @@ int main(int argc, char **argv) {
     STOP_IF_SIGNALLED(n_written, total_files);
     if (a.noise_path) {
         shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
-        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.noise_path));
         n_written++;
         STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (a.latents_path) {
         shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
-        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.latents_path));
         n_written++;
         STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (out_npy) {
         shape[0] = B; shape[1] = S; shape[2] = S; shape[3] = C;
-        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) { rc = fail(err.code, "%s", err.msg); goto out_json; }
+        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
     } else if (a.grid || B == 1) {
         int cols = 1;
@@ -587,7 +501,7 @@ int main(int argc, char **argv) {
         int rows = (B + cols - 1) / cols;
         int gw = cols * S, gh = rows * S;
         uint8_t *g = B == 1 ? pix : calloc((size_t)gw * gh * C, 1);
-        if (!g) { rc = fail(PNDM_ERR_NOMEM, "cannot allocate the grid image"); goto out_json; }
+        if (!g) { rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the grid image"); goto out_json; }
         if (B > 1)
             for (int b = 0; b < B; b++)
                 for (int y = 0; y < S; y++)

@@ -5,30 +5,19 @@
  * 5 out of memory, 6 input data. On error: one line on stderr and no output file. */
 #define _POSIX_C_SOURCE 200809L
 #include "pndm.h"
+#include "cli.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---------------------------------------------------------------------------------------- */
 /* Options: one table drives parsing and --help.                                            */
 
 enum { OPT_MODEL, OPT_SAMPLE, OPT_TIMESTEP, OPT_TIMESTEPS, OPT_THREADS, OPT_OUTPUT, OPT_VERBOSE, OPT_HELP };
-
-typedef struct {
-    int id;
-    char short_name;     /* 0: none */
-    const char *long_name;
-    const char *arg;     /* NULL: a switch */
-    const char *def;     /* shown in --help */
-    const char *help;
-} cli_opt;
 
 static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "required",
@@ -48,33 +37,11 @@ static void print_help(FILE *f) {
             "usage: pndm-unet --model PATH --sample X.npy (--timestep T | --timesteps T.npy) [--threads N] -o OUT.npy\n"
             "Run one UNet2DModel forward, like diffusers' model(sample, t).sample.\n\n"
             "options:\n");
-    for (int i = 0; i < N_OPTS; i++) {
-        const cli_opt *o = &OPTS[i];
-        char left[64], sh[8] = "    ";
-        if (o->short_name) snprintf(sh, sizeof sh, "-%c, ", o->short_name);
-        snprintf(left, sizeof left, "%s--%s%s%s", sh, o->long_name, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "  %-28s %s", left, o->help);
-        if (o->def && *o->def) {
-            if (o->id == OPT_THREADS) fprintf(f, " (default: %d, the physical cores)", pndm_default_threads());
-            else fprintf(f, " (%s%s)", strcmp(o->def, "required") == 0 ? "" : "default: ", o->def);
-        }
-        fputc('\n', f);
-    }
+    cli_print_options(f, OPTS, N_OPTS, 28, OPT_THREADS, pndm_default_threads());
     fprintf(f,
             "\nExactly one of --timestep and --timesteps. diffusers truncates a python float timestep to an\n"
             "integer; pndm-unet uses T as given (like a float tensor).\n"
             "exit codes: 0 ok, 2 usage, 3 model, 4 I/O, 5 out of memory, 6 input data\n");
-}
-
-/* One line on stderr, return the status as exit code. */
-static int fail(pndm_status code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("pndm-unet: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return (int)code;
 }
 
 typedef struct {
@@ -85,76 +52,38 @@ typedef struct {
     int verbose;
 } cli_args;
 
-static int parse_double(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno == ERANGE || !isfinite(v)) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno == ERANGE || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 /* Returns -1 to continue, else an exit code. */
 static int parse_args(int argc, char **argv, cli_args *a) {
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *val = NULL;
-        const cli_opt *o = NULL;
-        if (arg[0] == '-' && arg[1] == '-' && arg[2]) {
-            const char *name = arg + 2, *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            for (int k = 0; k < N_OPTS && !o; k++)
-                if (strlen(OPTS[k].long_name) == len && strncmp(OPTS[k].long_name, name, len) == 0) o = &OPTS[k];
-            if (o && eq) {
-                if (!o->arg) return fail(PNDM_ERR_USAGE, "option --%s takes no value", o->long_name);
-                val = eq + 1;
-            }
-        } else if (arg[0] == '-' && arg[1] && !arg[2]) {
-            for (int k = 0; k < N_OPTS && !o; k++)
-                if (OPTS[k].short_name == arg[1]) o = &OPTS[k];
-        }
-        if (!o) return fail(PNDM_ERR_USAGE, "unknown argument '%s' (see --help)", arg);
-        if (o->arg && !val) {
-            if (i + 1 >= argc) return fail(PNDM_ERR_USAGE, "option --%s needs a value (%s)", o->long_name, o->arg);
-            val = argv[++i];
-        }
+    for (int i = 1; i < argc;) {
+        const char *val;
+        const cli_opt *o = cli_next(OPTS, N_OPTS, argc, argv, &i, &val);
+        if (!o) return PNDM_ERR_USAGE;
         switch (o->id) {
         case OPT_MODEL: a->model = val; break;
         case OPT_SAMPLE: a->sample = val; break;
         case OPT_TIMESTEP:
-            if (!parse_double(val, &a->t)) return fail(PNDM_ERR_USAGE, "--timestep: '%s' is not a finite number", val);
+            if (!cli_parse_double(val, &a->t)) return cli_usage_error("--timestep: '%s' is not a finite number", val);
             a->has_t = 1;
             break;
         case OPT_TIMESTEPS: a->timesteps = val; break;
-        case OPT_THREADS:
-            if (!parse_int(val, 0, 256, &a->threads))
-                return fail(PNDM_ERR_USAGE, "--threads: '%s' is not an integer in [0, 256]", val);
+        case OPT_THREADS: {
+            long long n;
+            if (!cli_parse_i64(val, 0, 256, &n))
+                return cli_usage_error("--threads: '%s' is not an integer in [0, 256]", val);
+            a->threads = (int)n;
             break;
+        }
         case OPT_OUTPUT: a->output = val; break;
         case OPT_VERBOSE: a->verbose = 1; break;
         case OPT_HELP: print_help(stdout); return 0;
         }
     }
-    if (!a->model) return fail(PNDM_ERR_USAGE, "--model is required (see --help)");
-    if (!a->sample) return fail(PNDM_ERR_USAGE, "--sample is required (see --help)");
-    if (!a->output) return fail(PNDM_ERR_USAGE, "--output is required (see --help)");
-    if (a->has_t == !!a->timesteps) return fail(PNDM_ERR_USAGE, "give exactly one of --timestep and --timesteps");
+    if (!a->model) return cli_usage_error("--model is required");
+    if (!a->sample) return cli_usage_error("--sample is required");
+    if (!a->output) return cli_usage_error("--output is required");
+    if (a->has_t == !!a->timesteps) return cli_usage_error("give exactly one of --timestep and --timesteps");
     return -1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int run(const cli_args *a) {
@@ -163,45 +92,45 @@ static int run(const cli_args *a) {
     pndm_npy xs = {0}, ts = {0};
     float *x = NULL, *t = NULL, *y = NULL;
     int rc = 0;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (pndm_model_load(a->model, &m, &err) != PNDM_OK) {
-        rc = fail(err.code, "%s", err.msg);
+        rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
     /* the sample: (B, C_in, H, W) floats */
     if (pndm_npy_load(a->sample, &xs, &err) != PNDM_OK) {
-        rc = fail(err.code, "%s", err.msg);
+        rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
     if (xs.dtype != PNDM_NPY_F32 && xs.dtype != PNDM_NPY_F64) {
-        rc = fail(PNDM_ERR_INPUT, "%s: sample must be float32 (or float64)", a->sample);
+        rc = cli_fail(PNDM_ERR_INPUT, "%s: sample must be float32 (or float64)", a->sample);
         goto done;
     }
     if (xs.ndim != 4 || xs.shape[0] < 1 || xs.shape[1] < 1 || xs.shape[2] < 1 || xs.shape[3] < 1 ||
         xs.shape[0] > INT_MAX || xs.shape[2] > INT_MAX || xs.shape[3] > INT_MAX) {
-        rc = fail(PNDM_ERR_INPUT, "%s: sample must have shape (B, C, H, W) with every size >= 1 (got %d dims)", a->sample,
+        rc = cli_fail(PNDM_ERR_INPUT, "%s: sample must have shape (B, C, H, W) with every size >= 1 (got %d dims)", a->sample,
                   xs.ndim);
         goto done;
     }
     const int B = (int)xs.shape[0], H = (int)xs.shape[2], W = (int)xs.shape[3];
     if (xs.shape[1] != pndm_model_in_channels(m)) {
-        rc = fail(PNDM_ERR_INPUT, "%s: sample has %lld channels, the model takes %d", a->sample,
+        rc = cli_fail(PNDM_ERR_INPUT, "%s: sample has %lld channels, the model takes %d", a->sample,
                   (long long)xs.shape[1], pndm_model_in_channels(m));
         goto done;
     }
     if (pndm_npy_to_f32(&xs, &x, &err) != PNDM_OK) {
-        rc = fail(err.code, "%s", err.msg);
+        rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
     for (size_t i = 0; i < xs.count; i++)
         if (!isfinite(x[i])) {
-            rc = fail(PNDM_ERR_INPUT, "%s: element %zu of the sample is not finite", a->sample, i);
+            rc = cli_fail(PNDM_ERR_INPUT, "%s: element %zu of the sample is not finite", a->sample, i);
             goto done;
         }
     /* timesteps: B floats */
     t = malloc((size_t)B * sizeof *t);
     if (!t) {
-        rc = fail(PNDM_ERR_NOMEM, "out of memory");
+        rc = cli_fail(PNDM_ERR_NOMEM, "out of memory");
         goto done;
     }
     if (a->has_t) {
@@ -209,26 +138,26 @@ static int run(const cli_args *a) {
     } else {
         float *tv = NULL;
         if (pndm_npy_load(a->timesteps, &ts, &err) != PNDM_OK) {
-            rc = fail(err.code, "%s", err.msg);
+            rc = cli_fail(err.code, "%s", err.msg);
             goto done;
         }
         if (ts.dtype == PNDM_NPY_U8 || ts.dtype == PNDM_NPY_U32) {
-            rc = fail(PNDM_ERR_INPUT, "%s: timesteps must be int64, int32, float32 or float64", a->timesteps);
+            rc = cli_fail(PNDM_ERR_INPUT, "%s: timesteps must be int64, int32, float32 or float64", a->timesteps);
             goto done;
         }
         if (ts.ndim != 1 || ts.shape[0] != B) {
-            rc = fail(PNDM_ERR_INPUT, "%s: timesteps must have shape (%d,) (one per batch element)", a->timesteps, B);
+            rc = cli_fail(PNDM_ERR_INPUT, "%s: timesteps must have shape (%d,) (one per batch element)", a->timesteps, B);
             goto done;
         }
         if (pndm_npy_to_f32(&ts, &tv, &err) != PNDM_OK) {
-            rc = fail(err.code, "%s", err.msg);
+            rc = cli_fail(err.code, "%s", err.msg);
             goto done;
         }
         memcpy(t, tv, (size_t)B * sizeof *t);
         free(tv);
         for (int b = 0; b < B; b++)
             if (!isfinite(t[b])) {
-                rc = fail(PNDM_ERR_INPUT, "%s: timestep %d is not finite", a->timesteps, b);
+                rc = cli_fail(PNDM_ERR_INPUT, "%s: timestep %d is not finite", a->timesteps, b);
                 goto done;
             }
     }
@@ -236,22 +165,22 @@ static int run(const cli_args *a) {
     const size_t n = (size_t)B * (size_t)C_out * (size_t)H * (size_t)W;
     y = malloc(n * sizeof *y);                              // (B, C_out, H, W)
     if (!y) {
-        rc = fail(PNDM_ERR_NOMEM, "cannot allocate the output (%zu floats)", n);
+        rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the output (%zu floats)", n);
         goto done;
     }
-    double t1 = now_s();
+    double t1 = cli_now_s();
     pndm_status st = pndm_unet_forward(m, x, B, H, W, t, y, a->threads, &err);
     if (st != PNDM_OK) {
         /* the library's argument errors are about the input files here (a size not divisible
          * by 2^(levels-1), a timestep out of range), except a bad --timestep value */
         if (st == PNDM_ERR_USAGE && !(a->has_t && strstr(err.msg, "timestep"))) st = PNDM_ERR_INPUT;
-        rc = fail(st, "%s", err.msg);
+        rc = cli_fail(st, "%s", err.msg);
         goto done;
     }
-    double t2 = now_s();
+    double t2 = cli_now_s();
     for (size_t i = 0; i < n; i++)
         if (!isfinite(y[i])) {
-            rc = fail(PNDM_ERR_MODEL, "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
+            rc = cli_fail(PNDM_ERR_MODEL, "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
                                       "its weights contain NaN/Inf or overflow float32; nothing written",
                       a->model, i);
             goto done;
@@ -268,7 +197,7 @@ static int run(const cli_args *a) {
     pndm_status ws = pndm_npy_save_f32(a->output, y, 4, shape, &err);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     if (ws != PNDM_OK) {
-        rc = fail(err.code, "%s", err.msg);
+        rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
     if (a->verbose)
@@ -288,6 +217,7 @@ done:
 }
 
 int main(int argc, char **argv) {
+    cli_prog = "pndm-unet";
     /* past a file-size limit (ulimit -f) write() then fails with EFBIG instead of killing us */
     signal(SIGXFSZ, SIG_IGN);
     cli_args a;
