@@ -624,8 +624,11 @@ def main():
     L.append("")
     imp = [r for r in rows if r.get("rss_after_import_mib")]
     if imp:
+        after_import = {}
+        for r in imp:
+            after_import.setdefault(r["engine"], []).append(r["rss_after_import_mib"])
         L.append("Peak RSS of the Python engines includes the interpreter with torch and diffusers imported ("
-                 + ", ".join(sorted({f"{r['engine']} ≈ {r['rss_after_import_mib']:.0f} MiB" for r in imp}))
+                 + ", ".join(f"{e} ≈ {statistics.median(v):.0f} MiB" for e, v in sorted(after_import.items()))
                  + ") before any model is loaded; the ONNX Runtime loop imports them too (for PNDMScheduler).")
         L.append("")
     L.append("## Exact commands (from the repository root; one per engine, other rows change -n/-b/-t; "
