@@ -9,6 +9,7 @@ timesteps of step k depend only on (seed, k), so resuming from a checkpoint repl
   python3 tools/train.py --out train_run --device cuda --batch 128 --steps 7000 --ckpt-every 2000 \
       --threads 4                                                # the shipped model's run (GPU)
   python3 tools/train.py --out train_run --export weights/fashion_mnist.safetensors --dtype f32
+  python3 tools/train.py ... --fid 1000                          # also FD + class coverage per checkpoint
 
 Needs PyTorch and diffusers (tools only; never needed by the C build or tests).
 Dataset: Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, or $PNDM_FASHION_MNIST).
@@ -111,6 +112,34 @@ def sample_grid(model, path, n=16, steps=50, seed=0):
     Image.fromarray(grid).save(path)
 
 
+
+class CheckpointFD:
+    """--fid N: N samples from the EMA (PNDM, --fid-steps steps, fixed seed) scored by tools/fid.py
+    at each checkpoint: FD against the test set, class coverage. Sampling runs on the model's device."""
+
+    def __init__(self, n, steps, seed=1):
+        import fid
+        from types import SimpleNamespace
+        self.fid = fid
+        self.scorer = fid.Scorer(SimpleNamespace(weights=fid.WEIGHTS, data_dir=DATA_DIR))
+        self.n, self.steps, self.seed = n, steps, seed
+
+    @torch.no_grad()
+    def __call__(self, model):
+        from diffusers import PNDMScheduler
+        sch = PNDMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if not k.startswith("_")})
+        sch.set_timesteps(self.steps)
+        dev = next(model.parameters()).device
+        g = torch.Generator().manual_seed(self.seed)
+        out = []
+        for i in range(0, self.n, 500):
+            x = torch.randn((min(500, self.n - i), 1, 28, 28), generator=g).to(dev)
+            for t in sch.timesteps:
+                x = sch.step(model(x, t).sample, t, x).prev_sample
+            out.append((x / 2 + 0.5).clamp(0, 1)[:, 0].double().cpu().numpy())
+        return self.scorer.score(np.concatenate(out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="train_run", help="run directory (checkpoints, logs, samples)")
@@ -131,6 +160,10 @@ def main():
     ap.add_argument("--export-dir", help="with --export: also write a diffusers model folder here")
     ap.add_argument("--dtype", default="f16", choices=["f16", "f32"])
     ap.add_argument("--bench", type=int, default=0, help="time N steps and exit")
+    ap.add_argument("--fid", type=int, default=0, metavar="N",
+                    help="at each checkpoint, score N EMA samples with tools/fid.py (FD, class coverage; "
+                         "needs the test set beside the training set); 0 = off")
+    ap.add_argument("--fid-steps", type=int, default=20, help="PNDM steps of the --fid samples")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -177,6 +210,7 @@ def main():
     acp = linear_schedule()
     log = open(os.path.join(args.out, "loss.log"), "a")
 
+    fd_eval = CheckpointFD(args.fid, args.fid_steps) if args.fid > 0 else None
     t0 = time.time()
     bench_start = step
     model.train()
@@ -243,6 +277,13 @@ def main():
                 sample_grid(ema_eval, os.path.join(args.out, f"samples_{step:06d}.png"))
             except Exception as e:  # sampling is a diagnostic only
                 print(f"sampling failed: {e}", flush=True)
+            if fd_eval is not None:
+                r = fd_eval(ema)
+                msg = (f"fid step {step}: FD {r['fid']:.2f} ({r['n']} samples, {args.fid_steps} PNDM steps), "
+                       f"classes {r['classes_covered']}/10, entropy {r['entropy_bits']:.3f} bits")
+                print(msg, flush=True)
+                log.write(msg + "\n")
+                log.flush()
             print(f"checkpoint at step {step}", flush=True)
 
 
