@@ -52,12 +52,13 @@ def run_ddpm(args, out):
     g = torch.Generator().manual_seed(args.seed)
     imgs = []
     t0 = time.time()
-    bs = 250 if dev.type == "cpu" else args.n
+    bs = args.ddpm_batch   # part of the sample definition: the generator's stream depends on it
     with torch.no_grad():
         for start in range(0, args.n, bs):
             b = min(bs, args.n - start)
             s = cfg["sample_size"]
             # all noise from one CPU generator, whatever the device: the same draws on CPU and GPU
+            # for the same --ddpm-batch (the samples still differ by float rounding, TF32 on GPUs)
             x = torch.randn((b, cfg["in_channels"], s, s), generator=g).to(dev)
             for t in sch.timesteps:
                 eps = unet(x, t).sample
@@ -79,6 +80,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="torch device for the DDPM reference (cpu, cuda)")
     ap.add_argument("--ddpm-only", metavar="NPY", help="only draw the DDPM reference samples into NPY and exit "
                     "(e.g. on a GPU machine); score them later with --ddpm-from")
+    ap.add_argument("--ddpm-batch", type=int, default=1000,
+                    help="DDPM images per batch (default 1000; the shipped row used 1000)")
     ap.add_argument("--ddpm-from", metavar="NPY", help="DDPM row: score these samples instead of drawing them")
     ap.add_argument("--ddpm-wall", default="", help="with --ddpm-from: the wall time to print for that row")
     ap.add_argument("--out", default="build/fid")
