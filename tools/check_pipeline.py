@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pndm_format import diffusers_unet  # noqa: E402
+from pndm_format import FormatError, diffusers_unet  # noqa: E402
 
 
 def main():
@@ -38,7 +38,11 @@ def main():
     import safetensors.torch  # noqa: F401  (diffusers 0.30 expects it imported)
     from diffusers import PNDMPipeline, PNDMScheduler
     torch.set_num_threads(args.threads)
-    unet, sched_cfg = diffusers_unet(args.model)
+    try:
+        unet, sched_cfg = diffusers_unet(args.model)
+    except FormatError as e:
+        print(f"check_pipeline.py: error: {e}", file=sys.stderr)
+        return 2
     sched_cfg = dict(sched_cfg or {})
     if args.skip_prk_steps:
         sched_cfg["skip_prk_steps"] = True

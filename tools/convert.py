@@ -41,17 +41,16 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pndm_format import write_model_file, clean_config  # noqa: E402
+from pndm_format import FormatError, clean_config, diffusers_unet, read_safetensors, write_model_file  # noqa: E402
 
 WEIGHT_NAME = "diffusion_pytorch_model"
-ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
 F16_MAX = 65504.0
 # pndm-unet command line; placeholders: {model} (the converted file), {x} (input .npy
 # (B,C,H,W) float32), {t} (timesteps .npy (B,) float32), {out} (output .npy to write).
 DEFAULT_UNET_ARGS = "--model {model} --sample {x} --timesteps {t} --output {out}"
 
 
-class ConvertError(Exception):
+class ConvertError(FormatError):
     pass
 
 
@@ -74,48 +73,6 @@ def read_json(path, what):
     if not isinstance(obj, dict):
         raise ConvertError(f"{path}: invalid {what}: expected a JSON object")
     return obj
-
-
-def read_safetensors(path):
-    """-> (dict name -> float numpy array (F32/F16/F64; BF16 widened to F32), metadata dict)."""
-    if not os.path.exists(path):
-        hint = " (broken link: incomplete Hub download?)" if os.path.islink(path) else ""
-        raise ConvertError(f"{path}: not found{hint}")
-    size = os.path.getsize(path)
-    if size < 8:
-        raise ConvertError(f"{path}: too short for a safetensors file ({size} bytes)")
-    buf = np.memmap(path, dtype=np.uint8, mode="r")
-    (hlen,) = struct.unpack("<Q", bytes(buf[:8]))
-    if hlen > size - 8 or hlen > 100 << 20:
-        raise ConvertError(f"{path}: header length {hlen} exceeds the file size {size}")
-    try:
-        header = json.loads(bytes(buf[8:8 + hlen]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConvertError(f"{path}: invalid safetensors header: {e}") from e
-    if not isinstance(header, dict):
-        raise ConvertError(f"{path}: invalid safetensors header: not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    base, data_len = 8 + hlen, size - 8 - hlen
-    out = {}
-    for name, info in header.items():
-        try:
-            dt, shape, (a, b) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (TypeError, KeyError, ValueError) as e:
-            raise ConvertError(f"{path}: tensor '{name}': malformed header entry") from e
-        if dt not in ST_DTYPES:
-            raise ConvertError(f"{path}: tensor '{name}': dtype {dt} not supported "
-                               f"(expected one of {', '.join(ST_DTYPES)})")
-        npdt = np.dtype(ST_DTYPES[dt]).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if any(s < 0 for s in shape) or not (0 <= a <= b <= data_len) or b - a != count * npdt.itemsize:
-            raise ConvertError(f"{path}: tensor '{name}': data_offsets [{a}, {b}] do not fit shape "
-                               f"{shape} {dt} in {data_len} data bytes")
-        arr = np.frombuffer(buf, dtype=npdt, count=count, offset=base + a).reshape(shape)
-        if dt == "BF16":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = np.array(arr)  # own the memory (the memmap is closed afterwards)
-    del buf
-    return out, meta
 
 
 def read_bin(path):
@@ -454,7 +411,7 @@ def check(args, out_path):
     """Returns 0 (ok or skipped) or 1 (failed)."""
     try:
         import torch
-        from diffusers import UNet2DModel
+        import diffusers  # noqa: F401  (availability; diffusers_unet uses it)
     except Exception as e:
         note(f"check skipped: torch and diffusers are needed ({e})")
         return 0
@@ -463,11 +420,7 @@ def check(args, out_path):
         note(f"check skipped: no pndm-unet executable at {args.pndm_unet} (build it, or --pndm-unet PATH)")
         return 0
     torch.set_num_threads(args.threads)
-    sd, meta = read_safetensors(out_path)
-    cfg = json.loads(meta["pndm.unet_config"])
-    model = UNet2DModel.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
-    model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in sd.items()}, strict=True)
-    model.eval()
+    model, _ = diffusers_unet(out_path)
     ss = model.config.sample_size
     h, w = (ss, ss) if isinstance(ss, int) else tuple(ss)
     cin = model.config.in_channels
@@ -524,7 +477,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         _, out = convert(args)
-    except ConvertError as e:
+    except FormatError as e:  # ConvertError, and read_safetensors' errors
         print(f"convert.py: error: {e}", file=sys.stderr)
         return 2
     if args.check:

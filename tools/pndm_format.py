@@ -1,4 +1,4 @@
-"""Writer for pndm's single-file model format (shared by convert.py and train.py).
+"""Reader and writer for pndm's single-file model format (shared by the tools).
 
 A pndm model file is an ordinary safetensors file:
   - tensors: the UNet2DModel state dict, keys exactly as diffusers names them,
@@ -16,6 +16,53 @@ import struct
 import numpy as np
 
 FORMAT_VERSION = "1"
+ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
+
+
+class FormatError(Exception):
+    """A file that is not what it should be; the message names it."""
+
+
+def read_safetensors(path):
+    """-> (dict name -> float numpy array (F32/F16/F64; BF16 widened to F32), metadata dict)."""
+    if not os.path.exists(path):
+        hint = " (broken link: incomplete Hub download?)" if os.path.islink(path) else ""
+        raise FormatError(f"{path}: not found{hint}")
+    size = os.path.getsize(path)
+    if size < 8:
+        raise FormatError(f"{path}: too short for a safetensors file ({size} bytes)")
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    (hlen,) = struct.unpack("<Q", bytes(buf[:8]))
+    if hlen > size - 8 or hlen > 100 << 20:
+        raise FormatError(f"{path}: header length {hlen} exceeds the file size {size}")
+    try:
+        header = json.loads(bytes(buf[8:8 + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{path}: invalid safetensors header: {e}") from e
+    if not isinstance(header, dict):
+        raise FormatError(f"{path}: invalid safetensors header: not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    base, data_len = 8 + hlen, size - 8 - hlen
+    out = {}
+    for name, info in header.items():
+        try:
+            dt, shape, (a, b) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
+        except (TypeError, KeyError, ValueError) as e:
+            raise FormatError(f"{path}: tensor '{name}': malformed header entry") from e
+        if dt not in ST_DTYPES:
+            raise FormatError(f"{path}: tensor '{name}': dtype {dt} not supported "
+                               f"(expected one of {', '.join(ST_DTYPES)})")
+        npdt = np.dtype(ST_DTYPES[dt]).newbyteorder("<")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if any(s < 0 for s in shape) or not (0 <= a <= b <= data_len) or b - a != count * npdt.itemsize:
+            raise FormatError(f"{path}: tensor '{name}': data_offsets [{a}, {b}] do not fit shape "
+                               f"{shape} {dt} in {data_len} data bytes")
+        arr = np.frombuffer(buf, dtype=npdt, count=count, offset=base + a).reshape(shape)
+        if dt == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        out[name] = np.array(arr)  # own the memory (the memmap is closed afterwards)
+    del buf
+    return out, meta
 
 
 def write_model_file(path, state_dict, unet_config, scheduler_config=None, dtype="f32"):
@@ -57,28 +104,14 @@ def clean_config(cfg):
     return out
 
 
+
 def read_model_file(path):
-    """Read a pndm model file: (state_dict name -> float32 numpy array, unet_config, scheduler_config or None).
-    F32, F16 and BF16 tensors are accepted, like the C loader."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        base = 8 + n
-        meta = header.pop("__metadata__", {}) or {}
-        if meta.get("format") != "pndm" or "pndm.unet_config" not in meta:
-            raise ValueError(f"{path}: not a pndm model file (no pndm metadata)")
-        sd = {}
-        for name, info in header.items():
-            a, b = info["data_offsets"]
-            f.seek(base + a)
-            raw = f.read(b - a)
-            if info["dtype"] == "BF16":
-                arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = np.frombuffer(raw, dtype={"F32": "<f4", "F16": "<f2"}[info["dtype"]]).astype(np.float32)
-            sd[name] = arr.reshape(info["shape"])
+    """Read a pndm model file: (state_dict name -> float32 numpy array, unet_config, scheduler_config or None)."""
+    sd, meta = read_safetensors(path)
+    if meta.get("format") != "pndm" or "pndm.unet_config" not in meta:
+        raise FormatError(f"{path}: not a pndm model file (no pndm metadata)")
     sched = json.loads(meta["pndm.scheduler_config"]) if "pndm.scheduler_config" in meta else None
-    return sd, json.loads(meta["pndm.unet_config"]), sched
+    return {k: v.astype(np.float32) for k, v in sd.items()}, json.loads(meta["pndm.unet_config"]), sched
 
 
 def diffusers_unet(path):
