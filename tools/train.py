@@ -93,17 +93,27 @@ def save_checkpoint(path, step, model, ema, opt, losses):
 
 
 @torch.no_grad()
-def sample_grid(model, path, n=16, steps=50, seed=0):
+def sample_pndm(model, n, steps, seed, chunk=500):
+    """n samples (n, 28, 28) in [-1, 1], float32 on the CPU: diffusers' PNDM loop on the model's
+    device, noise from one CPU generator (chunks of `chunk` images)."""
     from diffusers import PNDMScheduler
-    from PIL import Image
-    sch = PNDMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if not k.startswith("_")})
-    sch.set_timesteps(steps)
-    g = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    x = torch.randn((n, 1, 28, 28), generator=g).to(dev)
-    for t in sch.timesteps:
-        x = sch.step(model(x, t).sample, t, x).prev_sample
-    img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()[:, 0]
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, chunk):
+        # a fresh scheduler per chunk: PNDMScheduler keeps the previous model outputs (ets)
+        sch = PNDMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if not k.startswith("_")})
+        sch.set_timesteps(steps)
+        x = torch.randn((min(chunk, n - i), 1, 28, 28), generator=g).to(dev)
+        for t in sch.timesteps:
+            x = sch.step(model(x, t).sample, t, x).prev_sample
+        out.append(x[:, 0].cpu())
+    return torch.cat(out)
+
+
+def sample_grid(model, path, n=16, steps=50, seed=0):
+    from PIL import Image
+    img = ((sample_pndm(model, n, steps, seed).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     side = int(np.ceil(np.sqrt(n)))
     grid = np.zeros((side * 28, side * 28), np.uint8)
     for i in range(n):
@@ -112,32 +122,19 @@ def sample_grid(model, path, n=16, steps=50, seed=0):
     Image.fromarray(grid).save(path)
 
 
-
 class CheckpointFD:
     """--fid N: N samples from the EMA (PNDM, --fid-steps steps, fixed seed) scored by tools/fid.py
-    at each checkpoint: FD against the test set, class coverage. Sampling runs on the model's device."""
+    at each checkpoint: FD against the test set, class coverage."""
 
     def __init__(self, n, steps, seed=1):
         import fid
         from types import SimpleNamespace
-        self.fid = fid
         self.scorer = fid.Scorer(SimpleNamespace(weights=fid.WEIGHTS, data_dir=DATA_DIR))
         self.n, self.steps, self.seed = n, steps, seed
 
-    @torch.no_grad()
     def __call__(self, model):
-        from diffusers import PNDMScheduler
-        sch = PNDMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if not k.startswith("_")})
-        sch.set_timesteps(self.steps)
-        dev = next(model.parameters()).device
-        g = torch.Generator().manual_seed(self.seed)
-        out = []
-        for i in range(0, self.n, 500):
-            x = torch.randn((min(500, self.n - i), 1, 28, 28), generator=g).to(dev)
-            for t in sch.timesteps:
-                x = sch.step(model(x, t).sample, t, x).prev_sample
-            out.append((x / 2 + 0.5).clamp(0, 1)[:, 0].double().cpu().numpy())
-        return self.scorer.score(np.concatenate(out))
+        x = sample_pndm(model, self.n, self.steps, self.seed)
+        return self.scorer.score((x / 2 + 0.5).clamp(0, 1).double().numpy())
 
 
 def main():
