@@ -411,18 +411,14 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
     if (n_threads <= 0) n_threads = pndm_default_threads();
     if (n_threads > MODEL_MAX_THREADS) n_threads = MODEL_MAX_THREADS;
     pndm_model *mm = (pndm_model *)m;   /* only the context cache is written, under ctx_mu */
-    pndm_status st;
-    if (pthread_mutex_trylock(&mm->ctx_mu) == 0) {
-        if (!mm->ctx) mm->ctx = unet_ctx_new();
-        st = mm->ctx ? unet_forward(&m->net, mm->ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
-                     : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
-        pthread_mutex_unlock(&mm->ctx_mu);
-    } else {
-        unet_ctx *ctx = unet_ctx_new();
-        st = ctx ? unet_forward(&m->net, ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
-                 : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
-        unet_ctx_free(ctx);
-    }
+    const int cached = pthread_mutex_trylock(&mm->ctx_mu) == 0;
+    unet_ctx *own = NULL, *ctx;
+    if (cached) ctx = mm->ctx ? mm->ctx : (mm->ctx = unet_ctx_new());
+    else ctx = own = unet_ctx_new();
+    pndm_status st = ctx ? unet_forward(&m->net, ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
+                         : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
+    if (cached) pthread_mutex_unlock(&mm->ctx_mu);
+    unet_ctx_free(own);
     if (st && err) pndm_fail_prefix(err, "%s", m->path);
     return st;
 }

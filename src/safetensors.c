@@ -538,9 +538,10 @@ pndm_status st_tensor_f32(const st_file *f, const st_tensor *t, const float **ou
     return PNDM_OK;
 }
 
-/* Index of the first element whose exponent bits are all ones (NaN or Inf), or n if none. The
- * common case (none) is a branch-free OR over blocks, which the compiler vectorises. */
-static size_t st_first_nonfinite(const unsigned char *p, size_t n, size_t esize) {
+/* Index of the first element whose exponent bits (mask) are all ones, NaN or Inf, or n if none.
+ * esize 4 (F32) or 2 (F16, BF16). The common case (none) is a branch-free OR over blocks, which
+ * the compiler vectorises. */
+static size_t st_first_nonfinite(const unsigned char *p, size_t n, size_t esize, uint32_t mask) {
     const size_t block = 1024;
     for (size_t b0 = 0; b0 < n; b0 += block) {
         size_t b1 = n - b0 < block ? n : b0 + block;
@@ -549,30 +550,21 @@ static size_t st_first_nonfinite(const unsigned char *p, size_t n, size_t esize)
             for (size_t i = b0; i < b1; i++) {
                 uint32_t v;
                 memcpy(&v, p + 4 * i, 4);
-                any |= (uint32_t)((v & 0x7f800000u) == 0x7f800000u);
+                any |= (uint32_t)((v & mask) == mask);
             }
         } else {
             for (size_t i = b0; i < b1; i++) {
                 uint16_t v;
                 memcpy(&v, p + 2 * i, 2);
-                any |= (uint32_t)((v & 0x7c00u) == 0x7c00u);
+                any |= (uint32_t)((v & mask) == mask);
             }
         }
         if (!any) continue;
         for (size_t i = b0; i < b1; i++) {
             uint32_t v = 0;
             memcpy(&v, p + esize * i, esize);
-            if (esize == 4 ? (v & 0x7f800000u) == 0x7f800000u : (v & 0x7c00u) == 0x7c00u) return i;
+            if ((v & mask) == mask) return i;
         }
-    }
-    return n;
-}
-
-static size_t st_first_nonfinite_bf16(const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        if ((v & 0x7f80u) == 0x7f80u) return i;
     }
     return n;
 }
@@ -591,21 +583,21 @@ void st_drop_pages(const st_file *f, const void *p, size_t n) {
 pndm_status st_check_finite(const st_file *f, pndm_error *err) {
     for (int k = 0; k < f->n_tensors; k++) {
         const st_tensor *t = &f->tensors[k];
-        size_t i = t->dtype == ST_BF16 ? st_first_nonfinite_bf16(t->data, t->count)
-                                       : st_first_nonfinite(t->data, t->count, st_dtypes[t->dtype].esize);
+        const uint32_t mask = t->dtype == ST_F32 ? 0x7f800000u : t->dtype == ST_F16 ? 0x7c00u : 0x7f80u;
+        size_t i = st_first_nonfinite(t->data, t->count, st_dtypes[t->dtype].esize, mask);
         st_drop_pages(f, t->data, t->nbytes);
         if (i == t->count) continue;
-        const unsigned char *e = (const unsigned char *)t->data + st_dtypes[t->dtype].esize * i;
-        float v = t->dtype == ST_F32 ? 0.0f
-                  : t->dtype == ST_F16 ? st_f16_to_f32((uint16_t)(e[0] | (e[1] << 8)))
-                                       : st_bf16_to_f32((uint16_t)(e[0] | (e[1] << 8)));
-        if (t->dtype == ST_F32) memcpy(&v, e, 4);
+        const size_t esize = st_dtypes[t->dtype].esize;
+        uint32_t v = 0;
+        memcpy(&v, (const unsigned char *)t->data + esize * i, esize);
+        const uint32_t sign = esize == 4 ? 0x80000000u : 0x8000u;   // NaN: some mantissa bit set
+        const char *what = (v & ~(sign | mask)) ? "NaN" : (v & sign) ? "-Inf" : "+Inf";
         char src[160], qn[160];
         st_quote(src, sizeof src, f->source ? f->source : "<safetensors>");
         st_quote(qn, sizeof qn, t->name);
         return pndm_fail(err, PNDM_ERR_MODEL,
                          "%s: tensor '%s': element %zu is %s (non-finite weights make every image NaN)", src, qn, i,
-                         isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
+                         what);
     }
     return PNDM_OK;
 }

@@ -135,33 +135,28 @@ pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t si
     mode_t um = umask(0);
     umask(um);
     (void)fchmod(fd, 0666 & ~um);
+    /* write, fsync, close; on failure errno says why (fd is closed either way) */
     const unsigned char *p = data;
     size_t left = size;
-    while (left > 0) {
+    int ok = 1;
+    while (ok && left > 0) {
         ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
-                                      errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return s;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) ok = 0;
+        else {
+            p += w;
+            left -= (size_t)w;
         }
-        p += w;
-        left -= (size_t)w;
     }
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
-                                  errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return s;
+    if (ok && fsync(fd) != 0 && errno != EINVAL && errno != EROFS) ok = 0;
+    int saved = errno;
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
     }
-    if (close(fd) != 0) {
-        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(errno),
-                                  errno == ENOSPC || errno == EDQUOT ? " (disk full)" : "");
+    if (!ok) {
+        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: write failed: %s%s", path, strerror(saved),
+                                  saved == ENOSPC || saved == EDQUOT ? " (disk full)" : "");
         unlink(tmp);
         free(tmp);
         return s;
