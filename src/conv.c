@@ -41,14 +41,6 @@
 #define WINO_CI_BLOCK 16    /* input channels per input-transform task */
 #define WINO_KB 128         /* input channels per GEMM block (U: 36 x 2 panels x 128 x 16 floats) */
 
-/* Plain C loops that the compiler vectorises; the clones give bit-identical results (no
- * contraction into FMAs in ISO C mode, no reassociation). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CONV_CLONES
-#endif
-
 static int min_i(int a, int b) { return a < b ? a : b; }
 static int max_i(int a, int b) { return a > b ? a : b; }
 
@@ -161,7 +153,7 @@ typedef struct conv_job {
 
 /* dst (kc, 16): rows [k0, k0 + kc) of image xb's im2col matrix, for output pixels [p0, p0 + 16)
  * (zero beyond the image's pixels and in the padding). Row k = (ci, ky, kx). */
-CONV_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, int k0, int kc, float *dst) {
+OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, int k0, int kc, float *dst) {
     const op_conv_geom *g = &j->cw->g;
     const int k = g->k, kk = k * k, s = g->stride, H = j->H, W = j->W;
     /* the strip's output row segments: lanes [sl, sl + sn) = pixels (oy, ox .. ox + sn) */
@@ -514,7 +506,7 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
     }
 }
 
-CONV_CLONES static void wino_input_task(void *arg, size_t task, int thread) {
+OPS_CLONES static void wino_input_task(void *arg, size_t task, int thread) {
     (void)thread;
     const wino_job *j = arg;
     if (j->m == 4) wino_input_body(j, task, 4);
@@ -532,7 +524,7 @@ INLINE void wino_weights_body(const wino_job *j, int pn, int pl, int ci0, int nc
     }
 }
 
-CONV_CLONES static void wino_weights(const wino_job *j, int pn, int pl, int ci0, int nc, float *U) {
+OPS_CLONES static void wino_weights(const wino_job *j, int pn, int pl, int ci0, int nc, float *U) {
     if (j->m == 4) wino_weights_body(j, pn, pl, ci0, nc, U, 4);
     else wino_weights_body(j, pn, pl, ci0, nc, U, 2);
 }
@@ -594,7 +586,7 @@ INLINE void wino_output_body(const wino_job *j, const float *M, size_t ldm, int 
     }
 }
 
-CONV_CLONES static void wino_output(const wino_job *j, const float *M, size_t ldm, int si, int co) {
+OPS_CLONES static void wino_output(const wino_job *j, const float *M, size_t ldm, int si, int co) {
     if (j->m == 4) wino_output_body(j, M, ldm, si, co, 4);
     else wino_output_body(j, M, ldm, si, co, 2);
 }

@@ -14,14 +14,6 @@
 #define OPS_ATTN_QUERIES 64             /* queries per attention task */
 #define OPS_PLANE_BLOCK 16              /* (image, channel) planes per task for resampling */
 
-/* Plain C loops that the compiler vectorises; every clone gives the same bytes (ISO C mode: no
- * contraction into FMAs; no reassociation). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define OPS_CLONES
-#endif
-
 const char *ops_kernel_name(void) { return gemm_path_name(gemm_path_get()); }
 
 int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {

@@ -13,6 +13,15 @@
 #include <stddef.h>
 #include "threadpool.h"
 
+/* For the kernels of ops.c and conv.c: plain C loops that the compiler vectorises, cloned for
+ * AVX-512, AVX2 and the baseline; every clone gives the same bytes (ISO C mode: no contraction
+ * into FMAs; no reassociation). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OPS_CLONES
+#endif
+
 typedef struct ops_ctx {
     tp_pool *pool;      /* may be NULL: run on the caller */
     float **ws;         /* ws[thread]: per-thread scratch of ws_floats floats */
