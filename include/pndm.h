@@ -16,6 +16,8 @@
  *     // lat: (B, C, H, W) final latents, image = clamp(lat/2 + 0.5, 0, 1)
  *     pndm_model_free(m);
  *
+ * File formats (.npy, PNG with text chunks, atomic writes) are in pndm_io.h.
+ *
  * Conventions
  *   - Every fallible function returns a pndm_status and, when it is not PNDM_OK, fills the
  *     caller-owned pndm_error (may be NULL) with the same code and one line naming the file,
@@ -133,10 +135,6 @@ pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out,
                               size_t n, pndm_error *err);
 /* Restart at call 0 (clears the multistep history). */
 void pndm_sampler_reset(pndm_sampler *s);
-/* Read-only tables, for tests: betas/alphas_cumprod have num_train_timesteps entries. */
-const float *pndm_sampler_betas(const pndm_sampler *s);
-const float *pndm_sampler_alphas_cumprod(const pndm_sampler *s);
-float pndm_sampler_final_alpha_cumprod(const pndm_sampler *s);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Model: a UNet2DModel (diffusers 0.30 semantics) and its scheduler config.                  */
@@ -171,11 +169,6 @@ const char *pndm_default_model_path(void);
  * H and W must be divisible by 2^(levels-1). */
 pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W,
                               const float *t, float *out, int n_threads, pndm_error *err);
-
-/* Optional: named intermediates of batch element 0 during pndm_unet_forward ("time_proj",
- * "time_embedding", "down_blocks.0", ..., "mid_block"), for parity tests. */
-typedef void (*pndm_tap_fn)(const char *name, const float *data, size_t n, void *user);
-void pndm_model_set_tap(pndm_model *m, pndm_tap_fn fn, void *user);
 
 /* Default thread count: the number of physical cores among the CPUs this process may run on
  * (SMT siblings count once). The forward keeps one pool of that many threads per model between
@@ -228,49 +221,6 @@ pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
 void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, float *images);
 /* 8-bit pixels as numpy/PIL: round-half-to-even(image*255). n values. */
 void pndm_images_to_u8(const float *images, size_t n, uint8_t *pixels);
-
-/* ---------------------------------------------------------------------------------------- */
-/* Files. Writers write to memory; pndm_write_file_atomic puts bytes on disk under a temporary */
-/* name in the same directory and renames it, so no partial file is ever visible.             */
-
-pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t size, pndm_error *err);
-/* Read a whole file (malloc'ed, NUL-terminated beyond size). max_size 0 = no limit. */
-pndm_status pndm_read_file(const char *path, size_t max_size, char **data, size_t *size, pndm_error *err);
-
-typedef enum { PNDM_NPY_F32, PNDM_NPY_F64, PNDM_NPY_I64, PNDM_NPY_I32, PNDM_NPY_U8, PNDM_NPY_U32 } pndm_npy_dtype;
-typedef struct pndm_npy {
-    pndm_npy_dtype dtype;
-    int ndim;
-    int64_t shape[8];
-    size_t count;      /* product of shape */
-    void *data;        /* malloc'ed, native little-endian, C order */
-} pndm_npy;
-/* Parse .npy (format 1.0/2.0/3.0, little-endian or byte-swapped, C or Fortran order -> C). */
-pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pndm_npy *out, pndm_error *err);
-pndm_status pndm_npy_load(const char *path, pndm_npy *out, pndm_error *err);
-void pndm_npy_free(pndm_npy *a);
-/* Convert any numeric array to a malloc'ed float32 copy. */
-pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err);
-/* Serialize float32 data of the given shape into a malloc'ed .npy buffer. */
-pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out,
-                                size_t *out_size, pndm_error *err);
-/* encode + pndm_write_file_atomic */
-pndm_status pndm_npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape,
-                              pndm_error *err);
-
-/* PNG: 8-bit gray (channels 1) or RGB (3), rows top to bottom, interleaved channels.
- * text: n_text key/value pairs stored as tEXt/iTXt chunks (generation parameters). */
-typedef struct pndm_png_text { const char *key; const char *value; } pndm_png_text;
-pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels,
-                            const pndm_png_text *text, int n_text, void **out, size_t *out_size,
-                            pndm_error *err);
-/* Read the text chunks back: calls fn(key, value, user) for each. */
-typedef void (*pndm_png_text_fn)(const char *key, const char *value, void *user);
-pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
-                               pndm_png_text_fn fn, void *user, pndm_error *err);
-/* Decode an 8-bit gray/RGB PNG (for tests and golden comparisons). *pixels malloc'ed. */
-pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels,
-                            int *width, int *height, int *channels, pndm_error *err);
 
 #ifdef __cplusplus
 }

@@ -20,7 +20,6 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-export OPENBLAS_NUM_THREADS=1
 pass=0; fail=0; skipped=0
 bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 

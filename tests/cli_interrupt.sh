@@ -4,7 +4,7 @@
 # the images already written stay complete and the rest are not started.
 #   bash tests/cli_interrupt.sh BUILD_DIR DATA_DIR
 set -u
-export LC_ALL=C OPENBLAS_NUM_THREADS=1
+export LC_ALL=C
 GEN="$1/pndm-gen"
 DATA="$2"
 TINY="$DATA/hostile/tiny.safetensors"

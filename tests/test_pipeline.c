@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>

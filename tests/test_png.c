@@ -6,6 +6,7 @@
  * against its float images, and garbage / truncated / corrupted input. */
 #include "harness.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <png.h>
 #include <setjmp.h>

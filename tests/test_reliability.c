@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "pndm.h"
+#include "pndm_io.h"
 #include "safetensors.h"
 #include "unet.h"
 #include "unet_config.h"
@@ -29,47 +30,47 @@ static size_t make_st(uint8_t *out, const char *name, const char *dtype, size_t 
 static void test_check_finite(void) {
     uint8_t buf[4096];
     pndm_error err;
-    st_file f;
+    tt_table f;
     float v[300];
     for (int i = 0; i < 300; i++) v[i] = (float)i - 150.0f;
     size_t n = make_st(buf, "ok.weight", "F32", 300, v, 4);
     CHECK(st_parse(&f, buf, n, "ok.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_OK);
-    st_close(&f);
+    CHECK(tt_check_finite(&f, &err) == PNDM_OK);
+    tt_free(&f);
 
     v[257] = NAN;
     n = make_st(buf, "conv_in.weight", "F32", 300, v, 4);
     CHECK(st_parse(&f, buf, n, "nan.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_ERR_MODEL && err.code == PNDM_ERR_MODEL);
+    CHECK(tt_check_finite(&f, &err) == PNDM_ERR_MODEL && err.code == PNDM_ERR_MODEL);
     CHECK_CONTAINS(err.msg, "nan.safetensors: tensor 'conv_in.weight': element 257 is NaN");
-    st_close(&f);
+    tt_free(&f);
 
     v[257] = 0;
     v[3] = -INFINITY;
     n = make_st(buf, "b", "F32", 300, v, 4);
     CHECK(st_parse(&f, buf, n, "inf.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_ERR_MODEL);
+    CHECK(tt_check_finite(&f, &err) == PNDM_ERR_MODEL);
     CHECK_CONTAINS(err.msg, "tensor 'b': element 3 is -Inf");
-    st_close(&f);
+    tt_free(&f);
 
     /* F16: 0x7c00 = +Inf, largest finite 0x7bff passes; BF16: 0x7fc0 = NaN */
     uint16_t h[3] = {0x3c00, 0x7bff, 0xfbff};
     n = make_st(buf, "h", "F16", 3, h, 2);
     CHECK(st_parse(&f, buf, n, "f16.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_OK);
-    st_close(&f);
+    CHECK(tt_check_finite(&f, &err) == PNDM_OK);
+    tt_free(&f);
     h[2] = 0x7c00;
     n = make_st(buf, "h", "F16", 3, h, 2);
     CHECK(st_parse(&f, buf, n, "f16.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_ERR_MODEL);
+    CHECK(tt_check_finite(&f, &err) == PNDM_ERR_MODEL);
     CHECK_CONTAINS(err.msg, "tensor 'h': element 2 is +Inf");
-    st_close(&f);
+    tt_free(&f);
     uint16_t bf[2] = {0x3f80, 0x7fc0};
     n = make_st(buf, "bf", "BF16", 2, bf, 2);
     CHECK(st_parse(&f, buf, n, "bf16.safetensors", &err) == PNDM_OK);
-    CHECK(st_check_finite(&f, &err) == PNDM_ERR_MODEL);
+    CHECK(tt_check_finite(&f, &err) == PNDM_ERR_MODEL);
     CHECK_CONTAINS(err.msg, "tensor 'bf': element 1 is NaN");
-    st_close(&f);
+    tt_free(&f);
 }
 
 /* The scan reads every weight once: measure it on 64 MiB (a 16 M-parameter F32 model). */
@@ -88,17 +89,17 @@ static void test_check_finite_cost(void) {
         float x = (float)(i % 1000) * 1e-3f;
         memcpy((uint8_t *)w + 4 * i, &x, 4);
     }
-    st_file f;
+    tt_table f;
     pndm_error err;
     CHECK(st_parse(&f, buf, 8 + (size_t)hl + count * 4, "big", &err) == PNDM_OK);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    CHECK(st_check_finite(&f, &err) == PNDM_OK);
+    CHECK(tt_check_finite(&f, &err) == PNDM_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = 1e3 * (double)(t1.tv_sec - t0.tv_sec) + 1e-6 * (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("st_check_finite: 64 MiB of F32 weights in %.1f ms (%.2f GB/s)\n", ms, 0.0671 / (ms * 1e-3));
+    printf("tt_check_finite: 64 MiB of F32 weights in %.1f ms (%.2f GB/s)\n", ms, 0.0671 / (ms * 1e-3));
     CHECK_MSG(ms < 2000, "scan took %.1f ms", ms); /* generous: sanitizer builds, a loaded machine */
-    st_close(&f);
+    tt_free(&f);
     free(buf);
 }
 

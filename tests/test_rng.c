@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "pndm.h"
+#include "pndm_io.h"
 #include "rng.h"
 
 #include <stdint.h>
@@ -61,7 +62,7 @@ static void check_randn_file(uint64_t seed, const char *name) {
     CHECK_MSG(bit_mismatches(what, out, a.data, a.count) == 0, "%s", what);
     /* the same through the libm-fmaf path (no FMA-instruction clone) */
     pndm_rng_seed(&r, seed);
-    pndm_randn_portable(&r, out, a.count);
+    rng_randn_portable(&r, out, a.count);
     snprintf(what, sizeof what, "seed %llu %s (portable path)", (unsigned long long)seed, name);
     CHECK_MSG(bit_mismatches(what, out, a.data, a.count) == 0, "%s", what);
     free(out);
@@ -185,7 +186,7 @@ int main(void) {
             CHECK(bit_mismatches("seed 42 randn_1x3x256x256", out, a.data, a.count) == 0);
             clock_gettime(CLOCK_MONOTONIC, &t0);
             pndm_rng_seed(&r, seed);
-            pndm_randn_portable(&r, out, a.count);
+            rng_randn_portable(&r, out, a.count);
             clock_gettime(CLOCK_MONOTONIC, &t1);
             ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6;
             printf("randn(1x3x256x256), portable path: %.2f ms\n", ms);

@@ -4,6 +4,7 @@
  * sweeps, st_open on files and on a real diffusers checkpoint. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "pndm_io.h"
 #include "safetensors.h"
 
 #include <stdint.h>
@@ -56,36 +57,36 @@ static void test_valid(void) {
         "\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[50,58]}}";
     size_t size;
     unsigned char *buf = build(hdr, strlen(hdr), data, sizeof data, &size);
-    st_file f;
+    tt_table f;
     pndm_error err = {0};
     pndm_status s = st_parse(&f, buf, size, "valid.safetensors", &err);
     CHECK_MSG(s == PNDM_OK, "%s", err.msg);
     if (s != PNDM_OK) { free(buf); return; }
     CHECK(f.n_tensors == 5);
     CHECK(f.n_meta == 2);
-    CHECK(st_meta(&f, "format") && strcmp(st_meta(&f, "format"), "pt") == 0);
-    CHECK(st_meta(&f, "config") && strcmp(st_meta(&f, "config"), "{\"a\": 1}") == 0);
-    CHECK(st_meta(&f, "nope") == NULL);
-    CHECK(st_find(&f, "nope") == NULL);
-    CHECK(st_find(&f, "") == NULL);
+    CHECK(tt_meta(&f, "format") && strcmp(tt_meta(&f, "format"), "pt") == 0);
+    CHECK(tt_meta(&f, "config") && strcmp(tt_meta(&f, "config"), "{\"a\": 1}") == 0);
+    CHECK(tt_meta(&f, "nope") == NULL);
+    CHECK(tt_find(&f, "nope") == NULL);
+    CHECK(tt_find(&f, "") == NULL);
 
-    const st_tensor *ta = st_find(&f, "a");
+    const tt_tensor *ta = tt_find(&f, "a");
     CHECK(ta != NULL);
     if (ta) {
-        CHECK(ta->dtype == ST_F32 && ta->ndim == 2 && ta->shape[0] == 2 && ta->shape[1] == 3);
+        CHECK(ta->dtype == TT_F32 && ta->ndim == 2 && ta->shape[0] == 2 && ta->shape[1] == 3);
         CHECK(ta->count == 6 && ta->nbytes == 24);
         CHECK((const unsigned char *)ta->data == buf + size - sizeof data);
         const float *v; int owned = -1;
-        CHECK(st_tensor_f32(&f, ta, &v, &owned, &err) == PNDM_OK);
+        CHECK(tt_tensor_f32(&f, ta, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 0 && v == ta->data); /* aligned F32: used in place */
         for (int i = 0; i < 6; i++) CHECK(f32_bits(v[i]) == f32_bits(a[i]));
         if (owned) free((void *)v);
     }
-    const st_tensor *th = st_find(&f, "h");
-    CHECK(th && th->dtype == ST_F16 && th->count == 8 && th->nbytes == 16);
+    const tt_tensor *th = tt_find(&f, "h");
+    CHECK(th && th->dtype == TT_F16 && th->count == 8 && th->nbytes == 16);
     if (th) {
         const float *v; int owned = -1;
-        CHECK(st_tensor_f32(&f, th, &v, &owned, &err) == PNDM_OK);
+        CHECK(tt_tensor_f32(&f, th, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1);
         CHECK(v[0] == 1.0f);
         CHECK(v[1] == -2.0f);
@@ -97,11 +98,11 @@ static void test_valid(void) {
         CHECK(v[7] == 65504.0f);
         if (owned) free((void *)v);
     }
-    const st_tensor *tb = st_find(&f, "b");
-    CHECK(tb && tb->dtype == ST_BF16 && tb->count == 4);
+    const tt_tensor *tb = tt_find(&f, "b");
+    CHECK(tb && tb->dtype == TT_BF16 && tb->count == 4);
     if (tb) {
         const float *v; int owned = -1;
-        CHECK(st_tensor_f32(&f, tb, &v, &owned, &err) == PNDM_OK);
+        CHECK(tt_tensor_f32(&f, tb, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1);
         CHECK(v[0] == 1.0f);
         CHECK(v[1] == -5.0f);
@@ -109,27 +110,27 @@ static void test_valid(void) {
         CHECK(v[3] == ldexpf(1.0f, -133)); /* float subnormal 0x00010000 */
         if (owned) free((void *)v);
     }
-    const st_tensor *tu = st_find(&f, "u");
-    CHECK(tu && tu->dtype == ST_F32 && tu->count == 2);
+    const tt_tensor *tu = tt_find(&f, "u");
+    CHECK(tu && tu->dtype == TT_F32 && tu->count == 2);
     if (tu) {
         const float *v; int owned = -1;
-        CHECK(st_tensor_f32(&f, tu, &v, &owned, &err) == PNDM_OK);
+        CHECK(tt_tensor_f32(&f, tu, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1); /* offset 50: not 4-byte aligned, so copied */
         CHECK(v[0] == 7.0f && v[1] == -0.125f);
         if (owned) free((void *)v);
     }
-    const st_tensor *tz = st_find(&f, "z");
+    const tt_tensor *tz = tt_find(&f, "z");
     CHECK(tz && tz->count == 0 && tz->nbytes == 0 && tz->ndim == 2 && tz->shape[1] == 3);
     if (tz) {
         const float *v; int owned = -1;
-        CHECK(st_tensor_f32(&f, tz, &v, &owned, &err) == PNDM_OK);
+        CHECK(tt_tensor_f32(&f, tz, &v, &owned, &err) == PNDM_OK);
         if (owned) free((void *)v);
     }
     /* every tensor is found by its own name */
-    for (int i = 0; i < f.n_tensors; i++) CHECK(st_find(&f, f.tensors[i].name) == &f.tensors[i]);
-    st_close(&f);
+    for (int i = 0; i < f.n_tensors; i++) CHECK(tt_find(&f, f.tensors[i].name) == &f.tensors[i]);
+    tt_free(&f);
     CHECK(f.n_tensors == 0 && f.tensors == NULL && f.source == NULL);
-    st_close(&f); /* twice is harmless */
+    tt_free(&f); /* twice is harmless */
 
     /* every proper prefix is refused (the last tensor ends at the end of the data) */
     int prefix_bad = 0;
@@ -137,10 +138,10 @@ static void test_valid(void) {
         unsigned char *cut = malloc(n ? n : 1);
         memcpy(cut, buf, n);
         pndm_error e2 = {0};
-        st_file g;
+        tt_table g;
         pndm_status s2 = st_parse(&g, cut, n, "cut.safetensors", &e2);
         if (s2 != PNDM_ERR_MODEL || g.n_tensors != 0 || strncmp(e2.msg, "cut.safetensors: ", 17) != 0) prefix_bad++;
-        st_close(&g);
+        tt_free(&g);
         free(cut);
     }
     CHECK_MSG(prefix_bad == 0, "%d of %zu prefixes not refused cleanly", prefix_bad, size);
@@ -158,7 +159,7 @@ static void test_valid(void) {
             rng = rng * 1664525u + 1013904223u;
             m[pos] = (unsigned char)(rng >> 24);
         }
-        st_file g;
+        tt_table g;
         pndm_error e2 = {0};
         pndm_status s2 = st_parse(&g, m, size, "flip", &e2);
         if (s2 == PNDM_OK) {
@@ -167,14 +168,14 @@ static void test_valid(void) {
                 const unsigned char *d = g.tensors[i].data;
                 if (d < m || d + g.tensors[i].nbytes > m + size) bad++;
                 const float *v; int owned;
-                if (st_tensor_f32(&g, &g.tensors[i], &v, &owned, &e2) == PNDM_OK && owned) free((void *)v);
+                if (tt_tensor_f32(&g, &g.tensors[i], &v, &owned, &e2) == PNDM_OK && owned) free((void *)v);
             }
         } else if (s2 == PNDM_ERR_MODEL && g.n_tensors == 0 && e2.msg[0]) {
             refused++;
         } else {
             bad++;
         }
-        st_close(&g);
+        tt_free(&g);
         free(m);
     }
     CHECK_MSG(bad == 0 && accepted + refused == 4000, "flips: %d accepted, %d refused, %d bad", accepted, refused, bad);
@@ -187,7 +188,7 @@ static void test_f16_exhaustive(void) {
     int wrong = 0;
     for (uint32_t h = 0; h < 65536; h++) {
         int sign = (h >> 15) & 1, e = (h >> 10) & 31, m = h & 1023;
-        float got = st_f16_to_f32((uint16_t)h);
+        float got = tt_f16_to_f32((uint16_t)h);
         if (e == 31) {
             if (m == 0) { if (!(isinf(got) && (signbit(got) != 0) == sign)) wrong++; }
             else if (!isnan(got) || (signbit(got) != 0) != sign) wrong++;
@@ -199,11 +200,11 @@ static void test_f16_exhaustive(void) {
     }
     CHECK_MSG(wrong == 0, "%d half values converted wrongly", wrong);
     /* nan payload bits survive */
-    CHECK(f32_bits(st_f16_to_f32(0x7e01)) == 0x7fc02000u);
+    CHECK(f32_bits(tt_f16_to_f32(0x7e01)) == 0x7fc02000u);
     /* bf16 is the top half of a float */
-    CHECK(f32_bits(st_bf16_to_f32(0x7fc1)) == 0x7fc10000u);
-    CHECK(st_bf16_to_f32(0x4049) == 3.140625f);
-    CHECK(signbit(st_bf16_to_f32(0x8000)) && st_bf16_to_f32(0x8000) == 0.0f);
+    CHECK(f32_bits(tt_bf16_to_f32(0x7fc1)) == 0x7fc10000u);
+    CHECK(tt_bf16_to_f32(0x4049) == 3.140625f);
+    CHECK(signbit(tt_bf16_to_f32(0x8000)) && tt_bf16_to_f32(0x8000) == 0.0f);
 }
 
 /* ---- hostile inputs ---- */
@@ -226,7 +227,7 @@ static void run_case(const hostile_case *c) {
         buf = malloc(size ? size : 1);
         if (size) memcpy(buf, c->raw, size);
     }
-    st_file f;
+    tt_table f;
     pndm_error err = {PNDM_OK, ""};
     pndm_status s = st_parse(&f, buf, size, "hostile.safetensors", &err);
     CHECK_MSG(s == PNDM_ERR_MODEL, "%s: status %d (%s)", c->what, (int)s, err.msg);
@@ -236,7 +237,7 @@ static void run_case(const hostile_case *c) {
     if (getenv("PNDM_TEST_VERBOSE")) printf("%-22s %s\n", c->what, err.msg);
     CHECK_MSG(f.n_tensors == 0 && f.tensors == NULL && f.n_meta == 0 && f.source == NULL, "%s: file not left empty",
               c->what);
-    st_close(&f);
+    tt_free(&f);
     free(buf);
 }
 
@@ -342,7 +343,7 @@ static void test_hostile(void) {
     size_t size;
     unsigned char *b = build_str("{\"conv_in.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3, 3, 3], \"data_offsets\": [0, 100]}}",
                                  432, &size);
-    st_file f;
+    tt_table f;
     pndm_error err;
     CHECK(st_parse(&f, b, size, "m.safetensors", &err) == PNDM_ERR_MODEL);
     CHECK(strcmp(err.msg, "m.safetensors: tensor 'conv_in.weight': data_offsets [0, 100] give 100 bytes, "
@@ -357,24 +358,24 @@ static void test_hostile(void) {
     /* accepted edge cases: empty object, padding with newlines, empty tensors anywhere, holes */
     b = build_str("{}", 0, &size);
     CHECK(st_parse(&f, b, size, "x", &err) == PNDM_OK && f.n_tensors == 0);
-    st_close(&f);
+    tt_free(&f);
     free(b);
     b = build_str("{\"e\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [2, 2]},"
                   " \"s\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 4]}}\n", 12, &size);
     CHECK_MSG(st_parse(&f, b, size, "x", &err) == PNDM_OK, "%s", err.msg);
-    CHECK(f.n_tensors == 2 && st_find(&f, "s") && st_find(&f, "s")->count == 1 && st_find(&f, "s")->ndim == 0);
-    st_close(&f);
+    CHECK(f.n_tensors == 2 && tt_find(&f, "s") && tt_find(&f, "s")->count == 1 && tt_find(&f, "s")->ndim == 0);
+    tt_free(&f);
     free(b);
 }
 
 /* ---- files ---- */
 static void test_open(void) {
-    st_file f;
+    tt_table f;
     pndm_error err;
     CHECK(st_open(&f, "/nonexistent/dir/x.safetensors", &err) == PNDM_ERR_IO);
     CHECK_CONTAINS(err.msg, "/nonexistent/dir/x.safetensors: cannot open");
     CHECK(f.n_tensors == 0);
-    st_close(&f);
+    tt_free(&f);
     CHECK(st_open(&f, PNDM_TEST_DATA, &err) == PNDM_ERR_IO);
     CHECK_CONTAINS(err.msg, "not a regular file");
 
@@ -391,21 +392,21 @@ static void test_open(void) {
         b[size - 6] = 0x80; b[size - 5] = 0x3f; /* 1.0 */
         CHECK(pndm_write_file_atomic(path, b, size, &err) == PNDM_OK);
         CHECK_MSG(st_open(&f, path, &err) == PNDM_OK, "%s", err.msg);
-        CHECK(f.map != NULL && f.map_size == size && f.n_tensors == 1);
-        const st_tensor *t = st_find(&f, "x");
+        CHECK(f.n_regions == 1 && f.regions[0].mapped && f.regions[0].size == size && f.n_tensors == 1);
+        const tt_tensor *t = tt_find(&f, "x");
         if (t) {
             const float *v; int owned;
-            CHECK(st_tensor_f32(&f, t, &v, &owned, &err) == PNDM_OK);
+            CHECK(tt_tensor_f32(&f, t, &v, &owned, &err) == PNDM_OK);
             CHECK(owned && v[0] == 1.0f && v[1] == 0.0f && v[2] == 0.0f);
             if (owned) free((void *)v);
         }
-        st_close(&f);
-        CHECK(f.map == NULL);
+        tt_free(&f);
+        CHECK(f.regions == NULL && f.n_regions == 0);
         /* truncated on disk */
         CHECK(pndm_write_file_atomic(path, b, size - 1, &err) == PNDM_OK);
         CHECK(st_open(&f, path, &err) == PNDM_ERR_MODEL);
         CHECK_CONTAINS(err.msg, "tensor 'x': data_offsets [0, 6] end beyond the 5 bytes");
-        st_close(&f);
+        tt_free(&f);
         free(b);
         unlink(path);
     }
@@ -416,23 +417,23 @@ static void test_open(void) {
     CHECK_MSG(s == PNDM_OK, "%s", err.msg);
     if (s == PNDM_OK) {
         CHECK(f.n_tensors == 208);
-        CHECK(st_meta(&f, "format") && strcmp(st_meta(&f, "format"), "pt") == 0);
-        const st_tensor *w = st_find(&f, "conv_in.weight");
-        CHECK(w && w->dtype == ST_F32 && w->ndim == 4 && w->shape[0] == 32 && w->shape[1] == 3 && w->shape[2] == 3 &&
+        CHECK(tt_meta(&f, "format") && strcmp(tt_meta(&f, "format"), "pt") == 0);
+        const tt_tensor *w = tt_find(&f, "conv_in.weight");
+        CHECK(w && w->dtype == TT_F32 && w->ndim == 4 && w->shape[0] == 32 && w->shape[1] == 3 && w->shape[2] == 3 &&
               w->shape[3] == 3 && w->nbytes == 3456);
-        const st_tensor *bias = st_find(&f, "conv_in.bias");
+        const tt_tensor *bias = tt_find(&f, "conv_in.bias");
         CHECK(bias && bias->ndim == 1 && bias->shape[0] == 32);
         if (bias) {
             const float *v; int owned;
-            CHECK(st_tensor_f32(&f, bias, &v, &owned, &err) == PNDM_OK);
+            CHECK(tt_tensor_f32(&f, bias, &v, &owned, &err) == PNDM_OK);
             CHECK(owned == 0); /* F32, aligned: in place in the mapping */
             CHECK(v[0] == 0.13795970380306244f && v[1] == -0.10218541324138641f);
             if (owned) free((void *)v);
         }
         size_t total = 0;
         for (int i = 0; i < f.n_tensors; i++) total += f.tensors[i].nbytes;
-        CHECK(total + 8 + 21144 == f.map_size); /* tensors tile the data exactly */
-        st_close(&f);
+        CHECK(f.n_regions == 1 && total + 8 + 21144 == f.regions[0].size); /* tensors tile the data exactly */
+        tt_free(&f);
     }
 }
 

@@ -11,8 +11,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "pndm.h"
+#include "pndm_io.h"
 #include "scheduler.h"
-#include "util.h"
+#include "core.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -203,9 +204,9 @@ static void check_case(const char *name, const int *runs) {
     if (ok && st == PNDM_OK) {
         const size_t T = (size_t)cfg.num_train_timesteps;
         CHECK(betas.count == T && acp.count == T && fin.count == 1);
-        size_t bb = bit_mismatches(pndm_sampler_betas(s), betas.data, T);
-        size_t ab = bit_mismatches(pndm_sampler_alphas_cumprod(s), acp.data, T);
-        float f = pndm_sampler_final_alpha_cumprod(s);
+        size_t bb = bit_mismatches(sampler_betas(s), betas.data, T);
+        size_t ab = bit_mismatches(sampler_alphas_cumprod(s), acp.data, T);
+        float f = sampler_final_alpha_cumprod(s);
         size_t fb = bit_mismatches(&f, fin.data, 1);
         CHECK_MSG(bb == 0, "%s: %zu of %zu betas differ", name, bb, T);
         CHECK_MSG(ab == 0, "%s: %zu of %zu alphas_cumprod differ", name, ab, T);
@@ -260,8 +261,8 @@ static void check_beta_tables(void) {
             const size_t T = (size_t)Ts[i];
             CHECK(a.dtype == PNDM_NPY_F32 && a.count == 2 * T);
             if (s && a.count == 2 * T) {
-                size_t bb = bit_mismatches(pndm_sampler_betas(s), a.data, T);
-                size_t ab = bit_mismatches(pndm_sampler_alphas_cumprod(s), (const float *)a.data + T, T);
+                size_t bb = bit_mismatches(sampler_betas(s), a.data, T);
+                size_t ab = bit_mismatches(sampler_alphas_cumprod(s), (const float *)a.data + T, T);
                 CHECK_MSG(bb == 0 && ab == 0, "T%d %s: %zu betas, %zu alphas_cumprod differ", Ts[i], sch[k].name, bb, ab);
                 tables++;
                 values += 2 * T;
@@ -453,8 +454,8 @@ static void test_config_parse(void) {
     pndm_sampler *s = NULL;
     CHECK(pndm_sampler_create_pndm(&cfg, 4, &s, &err) == PNDM_OK);
     if (s) {
-        CHECK(pndm_sampler_betas(s)[0] == 0.1f && pndm_sampler_betas(s)[3] == 0.5f);
-        CHECK(pndm_sampler_alphas_cumprod(s)[1] == (float)((double)0.9f * (double)0.8f));
+        CHECK(sampler_betas(s)[0] == 0.1f && sampler_betas(s)[3] == 0.5f);
+        CHECK(sampler_alphas_cumprod(s)[1] == (float)((double)0.9f * (double)0.8f));
         CHECK(pndm_sampler_num_calls(s) == 13);
     }
     pndm_sampler_free(s);

@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "model.h"
 #include "pndm.h"
+#include "pndm_io.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -139,9 +140,9 @@ static void run_case(const ucase *uc) {
 
     /* out_t_batch with the tap */
     tap_store taps = {0};
-    pndm_model_set_tap(m, tap_fn, &taps);
+    model_set_tap(m, tap_fn, &taps);
     CHECK(pndm_unet_forward(m, x, B, H, W, tb, out, 2, &err) == PNDM_OK);
-    pndm_model_set_tap(m, NULL, NULL);
+    model_set_tap(m, NULL, NULL);
     snprintf(path, sizeof path, UDATA "/%s/out_t_batch.npy", uc->name);
     ref = load_f32(path, NULL);
     compare("out_t_batch", out, ref, n);
@@ -231,7 +232,7 @@ static void test_forward_args(void) {
     CHECK(pndm_unet_forward(m, x, 1, 8, 6, &bad, out, 1, &err) == PNDM_ERR_USAGE);
     CHECK_CONTAINS(err.msg, "not finite");
     CHECK(pndm_model_in_channels(m) == 3 && pndm_model_out_channels(m) == 3 && pndm_model_sample_size(m) == 32);
-    CHECK(pndm_unet_workspace_estimate(m, 2, 32, 32) > 0 && pndm_unet_workspace_estimate(m, 2, 32, 32) < ((size_t)1 << 30));
+    CHECK(model_workspace_estimate(m, 2, 32, 32) > 0 && model_workspace_estimate(m, 2, 32, 32) < ((size_t)1 << 30));
     /* a non-square sample runs */
     float *xr = calloc(3 * 8 * 16, sizeof *xr), *yr = calloc(3 * 8 * 16, sizeof *yr);
     CHECK(pndm_unet_forward(m, xr, 1, 8, 16, &t, yr, 2, &err) == PNDM_OK);
@@ -252,7 +253,7 @@ static void test_forward_args(void) {
 /* ---- building model files in memory ------------------------------------------------------- */
 typedef struct tb_tensor {
     char name[160];
-    int dtype;       /* ST_F32, ST_F16 */
+    int dtype;       /* TT_F32, TT_F16 */
     int ndim;
     int64_t shape[4];
     unsigned char *data;
@@ -275,21 +276,21 @@ static void tb_load(tb_model *tm, const char *case_name) {
     if (pndm_read_file(path, 0, &buf, &size, &err) != PNDM_OK) exit(2);
     snprintf(path, sizeof path, UDATA "/%s/model/config.json", case_name);
     if (pndm_read_file(path, 0, &cfg, &csize, &err) != PNDM_OK) exit(2);
-    st_file f;
+    tt_table f;
     if (st_parse(&f, buf, size, "golden", &err) != PNDM_OK) exit(2);
     memset(tm, 0, sizeof *tm);
     for (int i = 0; i < f.n_tensors && i < 512; i++) {
-        const st_tensor *s = &f.tensors[i];
+        const tt_tensor *s = &f.tensors[i];
         tb_tensor *t = &tm->t[tm->n++];
         snprintf(t->name, sizeof t->name, "%s", s->name);
-        t->dtype = ST_F32;
+        t->dtype = TT_F32;
         t->ndim = s->ndim;
         for (int d = 0; d < s->ndim; d++) t->shape[d] = s->shape[d];
         t->nbytes = s->nbytes;
         t->data = malloc(s->nbytes ? s->nbytes : 1);
         memcpy(t->data, s->data, s->nbytes);
     }
-    st_close(&f);
+    tt_free(&f);
     free(buf);
     tm->config = cfg;
 }
@@ -317,7 +318,7 @@ static void tb_add(tb_model *tm, const char *name, int ndim, const int64_t *shap
     tb_tensor *t = &tm->t[tm->n++];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->dtype = ST_F32;
+    t->dtype = TT_F32;
     t->ndim = ndim;
     size_t count = 1;
     for (int d = 0; d < ndim; d++) {
@@ -374,7 +375,7 @@ static void tb_to_f16(tb_model *tm, int keep_f32) {
         const float *src = (const float *)t->data;
         if (keep_f32) {
             float *dst = (float *)t->data;
-            for (size_t k = 0; k < count; k++) dst[k] = st_f16_to_f32(f32_to_f16(src[k]));
+            for (size_t k = 0; k < count; k++) dst[k] = tt_f16_to_f32(f32_to_f16(src[k]));
         } else {
             unsigned char *dst = malloc(count * 2 + 1);
             for (size_t k = 0; k < count; k++) {
@@ -385,7 +386,7 @@ static void tb_to_f16(tb_model *tm, int keep_f32) {
             free(t->data);
             t->data = dst;
             t->nbytes = count * 2;
-            t->dtype = ST_F16;
+            t->dtype = TT_F16;
         }
     }
 }
@@ -404,7 +405,7 @@ static unsigned char *tb_serialize(const tb_model *tm, int with_meta, const char
     for (int i = 0; i < tm->n; i++) {
         const tb_tensor *t = &tm->t[i];
         cJSON *e = cJSON_AddObjectToObject(h, t->name);
-        cJSON_AddStringToObject(e, "dtype", t->dtype == ST_F16 ? "F16" : "F32");
+        cJSON_AddStringToObject(e, "dtype", t->dtype == TT_F16 ? "F16" : "F32");
         cJSON *shape = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
         cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
@@ -636,7 +637,7 @@ static void test_layouts(void) {
     CHECK(pndm_model_load(UDATA "/a_dummy/model", &m, &err) == PNDM_OK);
     if (m) {
         forward_a_dummy(m, ref);
-        CHECK(pndm_model_scheduler_json(m, NULL) == NULL);
+        CHECK(model_scheduler_json(m, NULL) == NULL);
         CHECK(strcmp(pndm_model_path(m), UDATA "/a_dummy/model") == 0);
         pndm_model_free(m);
     }
@@ -652,7 +653,7 @@ static void test_layouts(void) {
     CHECK_MSG(pndm_model_load(p, &m, &err) == PNDM_OK, "%s", err.msg);
     if (m) {
         const char *src = NULL;
-        const char *js = pndm_model_scheduler_json(m, &src);
+        const char *js = model_scheduler_json(m, &src);
         CHECK(js && strcmp(js, sched) == 0);
         CHECK(src && strstr(src, "single.safetensors:pndm.scheduler_config"));
         forward_a_dummy(m, y);
@@ -674,7 +675,7 @@ static void test_layouts(void) {
     CHECK_MSG(pndm_model_load(p, &m, &err) == PNDM_OK, "%s", err.msg);
     if (m) {
         const char *src = NULL;
-        CHECK(pndm_model_scheduler_json(m, &src) && src && strstr(src, "plain/scheduler_config.json"));
+        CHECK(model_scheduler_json(m, &src) && src && strstr(src, "plain/scheduler_config.json"));
         forward_a_dummy(m, y);
         CHECK(memcmp(y, ref, n * sizeof *y) == 0);
         pndm_model_free(m);
@@ -702,7 +703,7 @@ static void test_layouts(void) {
     CHECK_MSG(pndm_model_load(p, &m, &err) == PNDM_OK, "%s", err.msg);
     if (m) {
         const char *src = NULL;
-        const char *js = pndm_model_scheduler_json(m, &src);
+        const char *js = model_scheduler_json(m, &src);
         CHECK(js && strcmp(js, sched) == 0 && src && strstr(src, "scheduler/scheduler_config.json"));
         forward_a_dummy(m, y);
         CHECK(memcmp(y, ref, n * sizeof *y) == 0);
@@ -713,7 +714,7 @@ static void test_layouts(void) {
     m = NULL;
     CHECK_MSG(pndm_model_load(p, &m, &err) == PNDM_OK, "%s", err.msg);
     if (m) {
-        CHECK(pndm_model_scheduler_json(m, NULL) != NULL);
+        CHECK(model_scheduler_json(m, NULL) != NULL);
         pndm_model_free(m);
     }
     /* a pipeline whose unet is another class */

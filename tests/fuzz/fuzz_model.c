@@ -5,6 +5,7 @@
 #include "fuzz.h"
 #include "model.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <math.h>
 #include <string.h>
@@ -23,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pndm_scheduler_config sc;
     int have_sc = pndm_model_get_scheduler_config(m, &sc, &err) == PNDM_OK;
     if (!have_sc) FUZZ_CHECK(err.msg[0] != 0);
-    size_t ws = pndm_unet_workspace_estimate(m, 1, S, S);
+    size_t ws = model_workspace_estimate(m, 1, S, S);
     if (S <= 32 && ws <= ((size_t)16 << 20) && pndm_model_param_count(m) <= 200000) {
         size_t n = (size_t)C * S * S, no = (size_t)Co * S * S;
         float *x = malloc(n * sizeof *x), *y = malloc(no * sizeof *y);

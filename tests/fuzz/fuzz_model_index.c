@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz.h"
 #include "pndm.h"
+#include "pndm_io.h"
 #include "safetensors.h"
 
 #include <string.h>
@@ -42,7 +43,7 @@ static void remove_tree(void) {
 
 static void setup(void) {
     const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/pndm_fuzz_index.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(g_dir, sizeof g_dir, "%s/fuzz_index.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     FUZZ_CHECK(mkdtemp(g_dir));
     atexit(remove_tree);
     char p[400];
@@ -55,13 +56,13 @@ static void setup(void) {
     size_t size;
     pndm_error err;
     FUZZ_CHECK(pndm_read_file(PNDM_TEST_DATA "/hostile/tiny.safetensors", 0, &buf, &size, &err) == PNDM_OK);
-    st_file f;
+    tt_table f;
     FUZZ_CHECK(st_parse(&f, buf, size, "tiny", &err) == PNDM_OK);
-    const char *cfg = st_meta(&f, "pndm.unet_config");
+    const char *cfg = tt_meta(&f, "pndm.unet_config");
     FUZZ_CHECK(cfg);
     snprintf(p, sizeof p, "%s/unet/config.json", g_dir);
     put_file(p, cfg, strlen(cfg));
-    st_close(&f);
+    tt_free(&f);
     snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.safetensors", g_dir);
     put_file(p, buf, size);
     free(buf);

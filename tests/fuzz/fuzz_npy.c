@@ -2,6 +2,7 @@
  * an encode -> parse round trip that must give the same shape and bytes. */
 #include "fuzz.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <string.h>
 

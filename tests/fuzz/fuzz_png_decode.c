@@ -2,6 +2,7 @@
  * again: the round trip must give the same size, channels and pixels. */
 #include "fuzz.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <string.h>
 

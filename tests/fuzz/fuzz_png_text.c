@@ -3,6 +3,7 @@
  * UTF-8 string; a refusal carries a message. */
 #include "fuzz.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <string.h>
 

@@ -4,6 +4,7 @@
  * refusal with a message, and steps that never produce an error without one. */
 #include "fuzz.h"
 #include "pndm.h"
+#include "pndm_io.h"
 
 #include <math.h>
 #include <string.h>

@@ -44,7 +44,7 @@ fuzz_one() {
   local t0=$SECONDS
   # -timeout: an input taking over 10 s is a hang; -rss_limit_mb: runaway allocation
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  OPENBLAS_NUM_THREADS=1 TMPDIR=${TMPDIR:-/tmp} \
+  TMPDIR=${TMPDIR:-/tmp} \
     nice -n "$NICE" "$B/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
       -malloc_limit_mb=1024 -report_slow_units=2 -print_final_stats=1 -dict="$(dict_for "$t")" \
       -artifact_prefix="$art/" "$work" "$SRC/tests/fuzz/corpus/$t" >"$log" 2>&1 || true

@@ -11,7 +11,6 @@ TINY=$D/hostile/tiny.safetensors
 GRAY=$D/unet/c_gray/model
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-export OPENBLAS_NUM_THREADS=1
 command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 2; }
 pass=0; fail=0
 # vg NAME EXPECTED_EXIT -- command...

@@ -5,6 +5,7 @@
  * 5 out of memory, 6 input data. On error: one line on stderr and no output file. */
 #define _POSIX_C_SOURCE 200809L
 #include "pndm.h"
+#include "pndm_io.h"
 #include "cli.h"
 
 #include <limits.h>

@@ -4,7 +4,8 @@
 #define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
-#include "util.h"
+#include "core.h"
+#include "tensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -16,24 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "safetensors.c: F32 tensors are used in place; a little-endian host is required"
-#endif
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MiB */
 /* JSON numbers are doubles: integers are exact only below 2^53. */
 #define ST_MAX_JSON_INT 9007199254740992.0
 
-typedef struct {
-    const char *name;
-    size_t esize;
-} st_dtype_info;
-
-static const st_dtype_info st_dtypes[] = {
-    [ST_F32] = {"F32", 4},
-    [ST_F16] = {"F16", 2},
-    [ST_BF16] = {"BF16", 2},
-};
+static const tt_dtype st_dtypes[] = {TT_F32, TT_F16, TT_BF16};
 
 /* dtypes of the safetensors format that this reader does not load */
 static const char *const st_unsupported[] = {
@@ -41,9 +30,9 @@ static const char *const st_unsupported[] = {
     "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64", "C128",
 };
 
-/* Parser state: the file being built plus what the checks need. */
+/* Parser state: the table being filled plus what the checks need. */
 typedef struct {
-    st_file *f;
+    tt_table *f;
     pndm_error *err;
     const unsigned char *data; /* start of the byte buffer (after the header) */
     size_t data_size;
@@ -51,42 +40,21 @@ typedef struct {
     uint64_t *end;
 } st_parser;
 
-/* Copy `s` for a message: printable ASCII kept, other bytes as \xNN, at most ~120 chars. */
-static void st_quote(char *buf, size_t size, const char *s) {
-    size_t o = 0;
-    if (size == 0) return;
-    if (!s) s = "(null)";
-    for (size_t i = 0; s[i] && o + 8 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i >= 120) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 32 && c < 127 && c != '\\') {
-            buf[o++] = (char)c;
-        } else {
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-        }
-    }
-    buf[o] = 0;
-}
-
 /* Fail with "<source>: tensor '<name>': <message>" (or "<source>: <message>" for name NULL). */
 static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, const char *fmt, ...)
-    PNDM_PRINTF(4, 5);
+    CORE_PRINTF(4, 5);
 static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, const char *fmt, ...) {
     char msg[768], src[160], qn[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    st_quote(src, sizeof src, p->f->source ? p->f->source : "<safetensors>");
+    core_quote(src, sizeof src, p->f->source);
     if (name) {
-        st_quote(qn, sizeof qn, name);
-        return pndm_fail(p->err, code, "%s: tensor '%s': %s", src, qn, msg);
+        core_quote(qn, sizeof qn, name);
+        return core_fail(p->err, code, "%s: tensor '%s': %s", src, qn, msg);
     }
-    return pndm_fail(p->err, code, "%s: %s", src, msg);
+    return core_fail(p->err, code, "%s: %s", src, msg);
 }
 
 static const char *st_json_type(const cJSON *j) {
@@ -119,32 +87,32 @@ static void st_format_shape(char *buf, size_t size, const int64_t *shape, int nd
     if (o < size) snprintf(buf + o, size - o, "]");
 }
 
-static pndm_status st_parse_dtype(st_parser *p, const char *name, const cJSON *entry, st_dtype *out) {
+static pndm_status st_parse_dtype(st_parser *p, const char *name, const cJSON *entry, tt_dtype *out) {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     if (!d) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"dtype\"");
     if (!cJSON_IsString(d) || !d->valuestring)
         return st_fail(p, PNDM_ERR_MODEL, name, "\"dtype\" is %s, expected a string", st_json_type(d));
     for (int i = 0; i < (int)(sizeof st_dtypes / sizeof st_dtypes[0]); i++)
-        if (strcmp(d->valuestring, st_dtypes[i].name) == 0) {
-            *out = (st_dtype)i;
+        if (strcmp(d->valuestring, tt_dtype_name(st_dtypes[i])) == 0) {
+            *out = st_dtypes[i];
             return PNDM_OK;
         }
     char q[160];
-    st_quote(q, sizeof q, d->valuestring);
+    core_quote(q, sizeof q, d->valuestring);
     for (size_t i = 0; i < sizeof st_unsupported / sizeof st_unsupported[0]; i++)
         if (strcmp(d->valuestring, st_unsupported[i]) == 0)
             return st_fail(p, PNDM_ERR_MODEL, name, "dtype %s is not supported (only F32, F16, BF16)", q);
     return st_fail(p, PNDM_ERR_MODEL, name, "unknown dtype '%s' (supported: F32, F16, BF16)", q);
 }
 
-static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *entry, st_tensor *t) {
+static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *entry, tt_tensor *t) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     if (!s) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"shape\"");
     if (!cJSON_IsArray(s))
         return st_fail(p, PNDM_ERR_MODEL, name, "\"shape\" is %s, expected an array", st_json_type(s));
     int n = cJSON_GetArraySize(s);
-    if (n > ST_MAX_DIMS)
-        return st_fail(p, PNDM_ERR_MODEL, name, "shape has %d dimensions (at most %d supported)", n, ST_MAX_DIMS);
+    if (n > TT_MAX_DIMS)
+        return st_fail(p, PNDM_ERR_MODEL, name, "shape has %d dimensions (at most %d supported)", n, TT_MAX_DIMS);
     int i = 0;
     size_t count = 1;
     int overflow = 0;
@@ -158,7 +126,7 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
                            st_json_type(e));
         }
         t->shape[i] = (int64_t)v;
-        if (!pndm_mul_size(count, (size_t)v, &count)) overflow = 1;
+        if (!core_mul_size(count, (size_t)v, &count)) overflow = 1;
     }
     t->ndim = n;
     char sh[256];
@@ -166,15 +134,15 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
     /* a zero dimension makes the product 0 whatever the others are */
     for (i = 0; i < n; i++)
         if (t->shape[i] == 0) { overflow = 0; count = 0; }
-    size_t esize = st_dtypes[t->dtype].esize;
-    if (overflow || !pndm_mul_size(count, esize, &t->nbytes))
+    size_t esize = tt_dtype_size(t->dtype);
+    if (overflow || !core_mul_size(count, esize, &t->nbytes))
         return st_fail(p, PNDM_ERR_MODEL, name, "shape %s x %s overflows the address space", sh,
-                       st_dtypes[t->dtype].name);
+                       tt_dtype_name(t->dtype));
     t->count = count;
     return PNDM_OK;
 }
 
-static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON *entry, const st_tensor *t,
+static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON *entry, const tt_tensor *t,
                                     uint64_t *begin, uint64_t *end) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!o) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"data_offsets\"");
@@ -206,7 +174,7 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
         char sh[256];
         st_format_shape(sh, sizeof sh, t->shape, t->ndim);
         return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] give %llu bytes, shape %s x %s needs %zu",
-                       b, en, en - b, sh, st_dtypes[t->dtype].name, t->nbytes);
+                       b, en, en - b, sh, tt_dtype_name(t->dtype), t->nbytes);
     }
     *begin = v[0];
     *end = v[1];
@@ -214,29 +182,19 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
 }
 
 static pndm_status st_parse_metadata(st_parser *p, const cJSON *meta) {
-    st_file *f = p->f;
     if (!cJSON_IsObject(meta))
         return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" is %s, expected an object of strings",
                        st_json_type(meta));
-    int n = cJSON_GetArraySize(meta);
-    f->meta_keys = calloc((size_t)n + 1, sizeof *f->meta_keys);
-    f->meta_values = calloc((size_t)n + 1, sizeof *f->meta_values);
-    if (!f->meta_keys || !f->meta_values)
-        return st_fail(p, PNDM_ERR_NOMEM, NULL, "out of memory reading __metadata__");
     for (const cJSON *e = meta->child; e; e = e->next) {
         char q[160];
-        st_quote(q, sizeof q, e->string);
+        core_quote(q, sizeof q, e->string);
         if (!cJSON_IsString(e) || !e->valuestring)
             return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" value of '%s' is %s, expected a string", q,
                            st_json_type(e));
-        for (int k = 0; k < f->n_meta; k++)
-            if (strcmp(f->meta_keys[k], e->string) == 0)
-                return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" has key '%s' twice", q);
-        f->meta_keys[f->n_meta] = strdup(e->string);
-        f->meta_values[f->n_meta] = strdup(e->valuestring);
-        f->n_meta++;
-        if (!f->meta_keys[f->n_meta - 1] || !f->meta_values[f->n_meta - 1])
-            return st_fail(p, PNDM_ERR_NOMEM, NULL, "out of memory reading __metadata__");
+        if (tt_meta(p->f, e->string))
+            return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" has key '%s' twice", q);
+        pndm_status s = tt_set_meta(p->f, e->string, e->valuestring, p->err);
+        if (s) return s;
     }
     return PNDM_OK;
 }
@@ -258,13 +216,9 @@ static int st_cmp_offset(const void *a, const void *b) {
     return x->index - y->index;
 }
 
-static int st_cmp_tensor(const void *a, const void *b) {
-    return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
-}
-
 /* Step 4: duplicate names, overlapping byte ranges. */
 static pndm_status st_check_layout(st_parser *p) {
-    st_file *f = p->f;
+    tt_table *f = p->f;
     int n = f->n_tensors;
     if (n == 0) return PNDM_OK;
     st_sort_item *items = malloc((size_t)n * sizeof *items);
@@ -283,7 +237,7 @@ static pndm_status st_check_layout(st_parser *p) {
             if (items[i].begin == items[i].end) continue; /* empty tensors occupy no bytes */
             if (prev >= 0 && items[i].begin < items[prev].end) {
                 char q[160];
-                st_quote(q, sizeof q, items[prev].name);
+                core_quote(q, sizeof q, items[prev].name);
                 s = st_fail(p, PNDM_ERR_MODEL, items[i].name,
                             "data_offsets [%llu, %llu] overlap those of tensor '%s' [%llu, %llu]",
                             (unsigned long long)items[i].begin, (unsigned long long)items[i].end, q,
@@ -297,13 +251,11 @@ static pndm_status st_check_layout(st_parser *p) {
 }
 
 static pndm_status st_parse_entries(st_parser *p, const cJSON *root) {
-    st_file *f = p->f;
+    tt_table *f = p->f;
     int n = cJSON_GetArraySize(root);
-    f->tensors = calloc((size_t)n + 1, sizeof *f->tensors);
     p->begin = calloc((size_t)n + 1, sizeof *p->begin);
     p->end = calloc((size_t)n + 1, sizeof *p->end);
-    if (!f->tensors || !p->begin || !p->end)
-        return st_fail(p, PNDM_ERR_NOMEM, NULL, "out of memory for %d header entries", n);
+    if (!p->begin || !p->end) return st_fail(p, PNDM_ERR_NOMEM, NULL, "out of memory for %d header entries", n);
     int seen_meta = 0;
     for (const cJSON *e = root->child; e; e = e->next) {
         const char *name = e->string ? e->string : "";
@@ -316,30 +268,26 @@ static pndm_status st_parse_entries(st_parser *p, const cJSON *root) {
         }
         if (!cJSON_IsObject(e))
             return st_fail(p, PNDM_ERR_MODEL, name, "header entry is %s, expected an object", st_json_type(e));
-        st_tensor *t = &f->tensors[f->n_tensors];
+        tt_tensor t;
+        memset(&t, 0, sizeof t);
         uint64_t begin = 0, end = 0;
-        if ((s = st_parse_dtype(p, name, e, &t->dtype)) != PNDM_OK) return s;
-        if ((s = st_parse_shape(p, name, e, t)) != PNDM_OK) return s;
-        if ((s = st_parse_offsets(p, name, e, t, &begin, &end)) != PNDM_OK) return s;
-        t->name = strdup(name);
-        if (!t->name) return st_fail(p, PNDM_ERR_NOMEM, name, "out of memory");
-        t->data = p->data + begin;
+        if ((s = st_parse_dtype(p, name, e, &t.dtype)) != PNDM_OK) return s;
+        if ((s = st_parse_shape(p, name, e, &t)) != PNDM_OK) return s;
+        if ((s = st_parse_offsets(p, name, e, &t, &begin, &end)) != PNDM_OK) return s;
         p->begin[f->n_tensors] = begin;
         p->end[f->n_tensors] = end;
-        f->n_tensors++;
+        if ((s = tt_add(f, name, t.dtype, t.ndim, t.shape, p->data + begin, NULL, p->err)) != PNDM_OK) return s;
     }
     return PNDM_OK;
 }
 
-pndm_status st_parse(st_file *f, const void *buf, size_t size, const char *name, pndm_error *err) {
-    memset(f, 0, sizeof *f);
+pndm_status st_parse(tt_table *f, const void *buf, size_t size, const char *name, pndm_error *err) {
     st_parser p = {.f = f, .err = err};
-    f->source = strdup(name ? name : "<safetensors>");
-    if (!f->source) return pndm_fail(err, PNDM_ERR_NOMEM, "out of memory");
+    pndm_status s = tt_init(f, name ? name : "<safetensors>", err);
+    if (s) return s;
     const unsigned char *b = buf;
 
     /* 1. header length */
-    pndm_status s = PNDM_OK;
     uint64_t hlen = 0;
     if (size < 8 || !b) {
         s = st_fail(&p, PNDM_ERR_MODEL, NULL, "file too small (%zu bytes) for the 8-byte header length", size);
@@ -353,7 +301,7 @@ pndm_status st_parse(st_file *f, const void *buf, size_t size, const char *name,
                         (unsigned long long)hlen, size);
     }
     if (s != PNDM_OK) {
-        st_close(f);
+        tt_free(f);
         return s;
     }
     const char *hdr = (const char *)b + 8;
@@ -392,39 +340,40 @@ pndm_status st_parse(st_file *f, const void *buf, size_t size, const char *name,
     free(p.begin);
     free(p.end);
     if (s != PNDM_OK) {
-        st_close(f);
+        tt_free(f);
         return s;
     }
-    /* sorted by name for st_find */
-    if (f->n_tensors > 1) qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, st_cmp_tensor);
-    return PNDM_OK;
+    /* sorted by name for tt_find (names are already known to be distinct) */
+    s = tt_finish(f, err);
+    if (s) tt_free(f);
+    return s;
 }
 
-pndm_status st_open(st_file *f, const char *path, pndm_error *err) {
+pndm_status st_open(tt_table *f, const char *path, pndm_error *err) {
     memset(f, 0, sizeof *f);
     /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below) */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return core_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        pndm_status s = core_fail(err, PNDM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return s;
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return pndm_fail(err, PNDM_ERR_IO, "%s: not a regular file", path);
+        return core_fail(err, PNDM_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
         close(fd);
-        return pndm_fail(err, PNDM_ERR_IO, "%s: file too large to map", path);
+        return core_fail(err, PNDM_ERR_IO, "%s: file too large to map", path);
     }
     size_t size = (size_t)st.st_size;
     void *map = NULL;
     if (size > 0) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
-            pndm_status s = pndm_fail(err, PNDM_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
+            pndm_status s = core_fail(err, PNDM_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
             close(fd);
             return s;
         }
@@ -436,168 +385,9 @@ pndm_status st_open(st_file *f, const char *path, pndm_error *err) {
         if (map) munmap(map, size);
         return s;
     }
-    f->map = map;
-    f->map_size = size;
-    return PNDM_OK;
-}
-
-void st_close(st_file *f) {
-    if (!f) return;
-    for (int i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
-    free(f->tensors);
-    for (int i = 0; i < f->n_meta; i++) {
-        free(f->meta_keys[i]);
-        free(f->meta_values[i]);
+    if (map && (s = tt_own_mapping(f, map, size, err)) != PNDM_OK) {
+        tt_free(f);
+        munmap(map, size);
     }
-    free(f->meta_keys);
-    free(f->meta_values);
-    if (f->map) munmap(f->map, f->map_size);
-    free(f->source);
-    memset(f, 0, sizeof *f);
-}
-
-const st_tensor *st_find(const st_file *f, const char *name) {
-    if (!f || !name || f->n_tensors == 0) return NULL;
-    st_tensor key;
-    memset(&key, 0, sizeof key);
-    key.name = (char *)name;
-    return bsearch(&key, f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, st_cmp_tensor);
-}
-
-const char *st_meta(const st_file *f, const char *key) {
-    if (!f || !key) return NULL;
-    for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0) return f->meta_values[i];
-    return NULL;
-}
-
-float st_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign; /* +-0 */
-        } else {
-            /* subnormal: mant * 2^-24; normalise so the leading 1 moves to bit 10 */
-            uint32_t e = 113; /* 127 - 15 + 1 */
-            while (!(mant & 0x400u)) {
-                mant <<= 1;
-                e--;
-            }
-            bits = sign | (e << 23) | ((mant & 0x3ffu) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13); /* inf, or nan with its payload */
-    } else {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
-float st_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
-pndm_status st_tensor_f32(const st_file *f, const st_tensor *t, const float **out, int *owned, pndm_error *err) {
-    *out = NULL;
-    *owned = 0;
-    if (t->dtype == ST_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
-        *out = t->data;
-        return PNDM_OK;
-    }
-    size_t bytes;
-    if (!pndm_mul_size(t->count, sizeof(float), &bytes))
-        return pndm_fail(err, PNDM_ERR_NOMEM, "%s: tensor '%s': too large", f && f->source ? f->source : "?", t->name);
-    float *buf = malloc(bytes ? bytes : 1);
-    if (!buf)
-        return pndm_fail(err, PNDM_ERR_NOMEM, "%s: tensor '%s': cannot allocate %zu bytes",
-                         f && f->source ? f->source : "?", t->name, bytes);
-    const unsigned char *src = t->data;
-    switch (t->dtype) {
-    case ST_F32:
-        if (t->count) memcpy(buf, src, bytes);
-        break;
-    case ST_F16:
-        for (size_t i = 0; i < t->count; i++)
-            buf[i] = st_f16_to_f32((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
-        break;
-    case ST_BF16:
-        for (size_t i = 0; i < t->count; i++)
-            buf[i] = st_bf16_to_f32((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
-        break;
-    }
-    *out = buf;
-    *owned = 1;
-    return PNDM_OK;
-}
-
-/* Index of the first element whose exponent bits (mask) are all ones, NaN or Inf, or n if none.
- * esize 4 (F32) or 2 (F16, BF16). The common case (none) is a branch-free OR over blocks, which
- * the compiler vectorises. */
-static size_t st_first_nonfinite(const unsigned char *p, size_t n, size_t esize, uint32_t mask) {
-    const size_t block = 1024;
-    for (size_t b0 = 0; b0 < n; b0 += block) {
-        size_t b1 = n - b0 < block ? n : b0 + block;
-        uint32_t any = 0;
-        if (esize == 4) {
-            for (size_t i = b0; i < b1; i++) {
-                uint32_t v;
-                memcpy(&v, p + 4 * i, 4);
-                any |= (uint32_t)((v & mask) == mask);
-            }
-        } else {
-            for (size_t i = b0; i < b1; i++) {
-                uint16_t v;
-                memcpy(&v, p + 2 * i, 2);
-                any |= (uint32_t)((v & mask) == mask);
-            }
-        }
-        if (!any) continue;
-        for (size_t i = b0; i < b1; i++) {
-            uint32_t v = 0;
-            memcpy(&v, p + esize * i, esize);
-            if ((v & mask) == mask) return i;
-        }
-    }
-    return n;
-}
-
-/* Hand back the mapped pages wholly inside [p, p + n) (read-only file mapping: a later read
- * faults them in again from the file), so a scan does not keep the whole file resident. */
-void st_drop_pages(const st_file *f, const void *p, size_t n) {
-    if (!f->map || n == 0) return;
-    uintptr_t lo = (uintptr_t)p, hi = lo + n, m0 = (uintptr_t)f->map, m1 = m0 + f->map_size;
-    long pg = sysconf(_SC_PAGESIZE);
-    if (lo < m0 || hi > m1 || pg <= 0) return;
-    uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, b = hi / (uintptr_t)pg * (uintptr_t)pg;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
-pndm_status st_check_finite(const st_file *f, pndm_error *err) {
-    for (int k = 0; k < f->n_tensors; k++) {
-        const st_tensor *t = &f->tensors[k];
-        const uint32_t mask = t->dtype == ST_F32 ? 0x7f800000u : t->dtype == ST_F16 ? 0x7c00u : 0x7f80u;
-        size_t i = st_first_nonfinite(t->data, t->count, st_dtypes[t->dtype].esize, mask);
-        st_drop_pages(f, t->data, t->nbytes);
-        if (i == t->count) continue;
-        const size_t esize = st_dtypes[t->dtype].esize;
-        uint32_t v = 0;
-        memcpy(&v, (const unsigned char *)t->data + esize * i, esize);
-        const uint32_t sign = esize == 4 ? 0x80000000u : 0x8000u;   // NaN: some mantissa bit set
-        const char *what = (v & ~(sign | mask)) ? "NaN" : (v & sign) ? "-Inf" : "+Inf";
-        char src[160], qn[160];
-        st_quote(src, sizeof src, f->source ? f->source : "<safetensors>");
-        st_quote(qn, sizeof qn, t->name);
-        return pndm_fail(err, PNDM_ERR_MODEL,
-                         "%s: tensor '%s': element %zu is %s (non-finite weights make every image NaN)", src, qn, i,
-                         what);
-    }
-    return PNDM_OK;
+    return s;
 }

@@ -66,8 +66,6 @@ typedef struct unet_config {
     int add_attention;                  /* attention in the mid block */
 } unet_config;
 
-/* diffusers' class name of a block kind ("DownBlock2D", ...). */
-const char *unet_block_name(unet_block_kind k);
 int unet_block_is_skip(unet_block_kind k);
 int unet_block_has_attention(unet_block_kind k);
 

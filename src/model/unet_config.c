@@ -1,7 +1,7 @@
 /* UNet2DModel config.json parser (diffusers 0.30.3, models/unets/unet_2d.py: UNet2DModel.__init__
  * keys and defaults). Validation order: see unet_config.h. */
 #include "unet_config.h"
-#include "util.h"
+#include "core.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -12,10 +12,6 @@ static const char *const block_names[] = {
     "DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D", "SkipDownBlock2D", "AttnSkipDownBlock2D",
     "UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D",
 };
-
-const char *unet_block_name(unet_block_kind k) {
-    return (unsigned)k < sizeof block_names / sizeof *block_names ? block_names[k] : "?";
-}
 
 int unet_block_is_skip(unet_block_kind k) {
     return k == UNET_SKIP_DOWN_BLOCK || k == UNET_ATTN_SKIP_DOWN_BLOCK || k == UNET_SKIP_UP_BLOCK ||
@@ -79,7 +75,7 @@ static const cJSON *get(const cfg_parser *p, const char *key) {
 static pndm_status bad(const cfg_parser *p, const char *key, const cJSON *v, const char *what) {
     char r[64];
     repr(v, r, sizeof r);
-    return pndm_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s' must be %s (got %s)", p->src, key, what, r);
+    return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s' must be %s (got %s)", p->src, key, what, r);
 }
 
 static int json_is_int(const cJSON *v, long lo, long hi, long *out) {
@@ -221,14 +217,14 @@ static pndm_status parse_block_list(const cfg_parser *p, const char *key, int do
         char r[64];
         repr(e, r, sizeof r);
         if (!cJSON_IsString(e))
-            return pndm_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d must be a block type name (got %s)",
+            return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d must be a block type name (got %s)",
                              p->src, key, i, r);
         const char *base = block_base(e->valuestring);
         if (!in_list(base, down ? all_down : all_up)) {
             if (in_list(base, down ? all_up : all_down))
-                return pndm_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d '%s' is not %s block type",
+                return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d '%s' is not %s block type",
                                  p->src, key, i, e->valuestring, down ? "a down" : "an up");
-            return pndm_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': unknown block type '%s'", p->src, key,
+            return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': unknown block type '%s'", p->src, key,
                              e->valuestring);
         }
         names[i] = e->valuestring;
@@ -249,19 +245,19 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: config is not valid JSON (error near byte %zu)", source, at);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: config is not valid JSON (error near byte %zu)", source, at);
     }
     cfg_parser p = {root, source, err};
     pndm_status st = PNDM_OK;
 #define TRY(x) do { if ((st = (x)) != PNDM_OK) goto done; } while (0)
     if (!cJSON_IsObject(root)) {
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: config must be a JSON object", source);
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: config must be a JSON object", source);
         goto done;
     }
     for (const cJSON *a = root->child; a; a = a->next)
         for (const cJSON *b = a->next; b; b = b->next)
             if (a->string && b->string && strcmp(a->string, b->string) == 0) {
-                st = pndm_fail(err, PNDM_ERR_MODEL, "%s: duplicate key '%s'", source, a->string);
+                st = core_fail(err, PNDM_ERR_MODEL, "%s: duplicate key '%s'", source, a->string);
                 goto done;
             }
 
@@ -270,7 +266,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         const cJSON *v = get(&p, "sample_size");
         long s = 0;
         if (!v || cJSON_IsNull(v)) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' is required (an integer >= 1)", source);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' is required (an integer >= 1)", source);
             goto done;
         }
         if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
@@ -279,7 +275,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
                 !json_is_int(cJSON_GetArrayItem(v, 1), 1, CFG_MAX_SAMPLE, &w))
                 TRY(bad(&p, "sample_size", v, "an integer in [1, 16384] or a list of two"));
             if (h != w) {
-                st = pndm_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' [%ld, %ld]: non-square samples are not supported",
+                st = core_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' [%ld, %ld]: non-square samples are not supported",
                                source, h, w);
                 goto done;
             }
@@ -321,12 +317,12 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
             }
         }
         if (n_down != n_up) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: down_block_types has %d entries but up_block_types has %d",
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: down_block_types has %d entries but up_block_types has %d",
                            source, n_down, n_up);
             goto done;
         }
         if (n != n_down) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: block_out_channels has %d entries but down_block_types has %d",
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: block_out_channels has %d entries but down_block_types has %d",
                            source, n, n_down);
             goto done;
         }
@@ -335,7 +331,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
          * again (diffusers' PNDMPipeline fails on such a sample_size too) */
         const int div = 1 << (n - 1);
         if (cfg->sample_size % div != 0) {
-            st = pndm_fail(err, PNDM_ERR_MODEL,
+            st = core_fail(err, PNDM_ERR_MODEL,
                            "%s: option 'sample_size' %d must be divisible by %d (2^(levels-1) for %d levels)", source,
                            cfg->sample_size, div, n);
             goto done;
@@ -376,7 +372,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
     for (const cJSON *a = root->child; a; a = a->next) {
         if (!a->string || a->string[0] == '_') continue;
         if (!in_list(a->string, known_keys)) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: unknown option '%s' (not a UNet2DModel config key)", source,
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: unknown option '%s' (not a UNet2DModel config key)", source,
                            a->string);
             goto done;
         }
@@ -386,32 +382,32 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         if (cls && !(cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DModel") == 0)) {
             char r[64];
             repr(cls, r, sizeof r);
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: _class_name %s is not supported (only UNet2DModel)", source, r);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: _class_name %s is not supported (only UNet2DModel)", source, r);
             goto done;
         }
     }
     if (class_type) {
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: class_embed_type '%s' is not supported (class conditioning)", source,
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: class_embed_type '%s' is not supported (class conditioning)", source,
                        class_type);
         goto done;
     }
     if (num_class) {
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: num_class_embeds %d is not supported (class conditioning)", source,
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: num_class_embeds %d is not supported (class conditioning)", source,
                        num_class);
         goto done;
     }
     if (strcmp(act, "silu") != 0 && strcmp(act, "swish") != 0) {
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: act_fn '%s' is not supported (only silu)", source, act);
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: act_fn '%s' is not supported (only silu)", source, act);
         goto done;
     }
     if (strcmp(time_type, "learned") == 0) {
-        st = pndm_fail(err, PNDM_ERR_MODEL,
+        st = core_fail(err, PNDM_ERR_MODEL,
                        "%s: time_embedding_type 'learned' is not supported (only positional, fourier)", source);
         goto done;
     }
     cfg->time_fourier = strcmp(time_type, "fourier") == 0;
     if (strcmp(shift, "default") != 0 && strcmp(shift, "scale_shift") != 0) {
-        st = pndm_fail(err, PNDM_ERR_MODEL,
+        st = core_fail(err, PNDM_ERR_MODEL,
                        "%s: resnet_time_scale_shift '%s' is not supported (only default, scale_shift)", source, shift);
         goto done;
     }
@@ -422,7 +418,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         for (int i = 0; i < cfg->n_levels; i++) {
             const char *base = block_base(names[i]);
             if (in_list(base, dir == 0 ? unsupported_down : unsupported_up)) {
-                st = pndm_fail(err, PNDM_ERR_MODEL, "%s: %s[%d] '%s' is not supported", source,
+                st = core_fail(err, PNDM_ERR_MODEL, "%s: %s[%d] '%s' is not supported", source,
                                dir == 0 ? "down_block_types" : "up_block_types", i, names[i]);
                 goto done;
             }
@@ -435,7 +431,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
     for (int i = 0; i + 1 < cfg->n_levels; i++) {
         unet_block_kind k = cfg->down_block_types[i];
         if ((k == UNET_DOWN_BLOCK && cfg->downsample_resnet) || (k == UNET_RESNET_DOWNSAMPLE && !cfg->downsample_resnet)) {
-            st = pndm_fail(err, PNDM_ERR_MODEL,
+            st = core_fail(err, PNDM_ERR_MODEL,
                            "%s: downsample_type '%s' contradicts down_block_types[%d] '%s' (which always downsamples with a %s)",
                            source, cfg->downsample_resnet ? "resnet" : "conv", i, down_names[i],
                            k == UNET_DOWN_BLOCK ? "conv" : "resnet");
@@ -443,7 +439,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         }
         k = cfg->up_block_types[i];
         if ((k == UNET_UP_BLOCK && cfg->upsample_resnet) || (k == UNET_RESNET_UPSAMPLE && !cfg->upsample_resnet)) {
-            st = pndm_fail(err, PNDM_ERR_MODEL,
+            st = core_fail(err, PNDM_ERR_MODEL,
                            "%s: upsample_type '%s' contradicts up_block_types[%d] '%s' (which always upsamples with a %s)",
                            source, cfg->upsample_resnet ? "resnet" : "conv", i, up_names[i],
                            k == UNET_UP_BLOCK ? "conv" : "resnet");
@@ -457,12 +453,12 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         if (n_skip == 0) continue;
         const char *key = dir == 0 ? "down_block_types" : "up_block_types";
         if (n_skip != cfg->n_levels) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: %s mixes skip blocks with other blocks (not supported)", source, key);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: %s mixes skip blocks with other blocks (not supported)", source, key);
             goto done;
         }
         int ch = dir == 0 ? cfg->in_channels : cfg->out_channels;
         if (ch != 3) {
-            st = pndm_fail(err, PNDM_ERR_MODEL, "%s: %s: skip blocks need %s 3 (got %d)", source, key,
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: %s: skip blocks need %s 3 (got %d)", source, key,
                            dir == 0 ? "in_channels" : "out_channels", ch);
             goto done;
         }

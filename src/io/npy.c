@@ -2,7 +2,8 @@
  * Reader checks, in order: magic, version, header length vs size, header dict syntax
  * ('descr', 'fortran_order', 'shape'), known dtype, dims (0..8, non-negative, no overflow),
  * data length == product(shape) * itemsize. */
-#include "util.h"
+#include "core.h"
+#include "pndm_io.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -47,32 +48,32 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
     const unsigned char *b = buf;
     if (!source) source = "<npy>";
     if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: not a .npy file (bad magic)", source);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: not a .npy file (bad magic)", source);
     int major = b[6];
     size_t hlen, hstart;
     if (major == 1) {
         hlen = (size_t)b[8] | ((size_t)b[9] << 8);
         hstart = 10;
     } else if (major == 2 || major == 3) {
-        if (size < 12) return pndm_fail(err, PNDM_ERR_INPUT, "%s: truncated .npy header", source);
+        if (size < 12) return core_fail(err, PNDM_ERR_INPUT, "%s: truncated .npy header", source);
         hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
         hstart = 12;
     } else {
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy version %d", source, major);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy version %d", source, major);
     }
     if (hlen > size - hstart)
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy header length %zu exceeds file size %zu", source, hlen, size);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy header length %zu exceeds file size %zu", source, hlen, size);
     const char *h = (const char *)b + hstart;
 
     const char *d = npy_find_key(h, hlen, "descr");
     if (!d || (*d != '\'' && *d != '"'))
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy header has no 'descr'", source);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy header has no 'descr'", source);
     char q = *d++;
     char descr[16];
     size_t dl = 0;
     while (d < h + hlen && *d != q && dl < sizeof descr - 1) descr[dl++] = *d++;
     descr[dl] = 0;
-    if (d >= h + hlen || *d != q) return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy 'descr' malformed", source);
+    if (d >= h + hlen || *d != q) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'descr' malformed", source);
     int swap = 0;
     const char *ty = descr;
     if (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') ty = descr + 1;
@@ -84,7 +85,7 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
     else if (!strcmp(ty, "i4")) dt = PNDM_NPY_I32;
     else if (!strcmp(ty, "u1") || !strcmp(ty, "b1")) dt = PNDM_NPY_U8;
     else if (!strcmp(ty, "u4")) dt = PNDM_NPY_U32;
-    else return pndm_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy dtype '%s'", source, descr);
+    else return core_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy dtype '%s'", source, descr);
 
     const char *fo = npy_find_key(h, hlen, "fortran_order");
     int fortran = 0;
@@ -92,46 +93,46 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
         size_t rem = (size_t)(h + hlen - fo);
         if (rem >= 4 && !memcmp(fo, "True", 4)) fortran = 1;
         else if (rem >= 5 && !memcmp(fo, "False", 5)) fortran = 0;
-        else return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy 'fortran_order' malformed", source);
+        else return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'fortran_order' malformed", source);
     }
     const char *sp = npy_find_key(h, hlen, "shape");
-    if (!sp || *sp != '(') return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy header has no 'shape'", source);
+    if (!sp || *sp != '(') return core_fail(err, PNDM_ERR_INPUT, "%s: .npy header has no 'shape'", source);
     sp++;
     int ndim = 0;
     size_t count = 1;
     const char *hend = h + hlen;
     for (;;) {
         while (sp < hend && (isspace((unsigned char)*sp) || *sp == ',')) sp++;
-        if (sp >= hend) return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy 'shape' malformed", source);
+        if (sp >= hend) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'shape' malformed", source);
         if (*sp == ')') break;
         if (!isdigit((unsigned char)*sp))
-            return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy 'shape' has a non-integer or negative dimension", source);
+            return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'shape' has a non-integer or negative dimension", source);
         uint64_t v = 0;
         while (sp < hend && isdigit((unsigned char)*sp)) {
-            if (v > (UINT64_MAX - 9) / 10) return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
+            if (v > (UINT64_MAX - 9) / 10) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
             v = v * 10 + (uint64_t)(*sp++ - '0');
-            if (v > (uint64_t)INT64_MAX) return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
+            if (v > (uint64_t)INT64_MAX) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
         }
         while (sp < hend && (*sp == 'L')) sp++;
-        if (ndim >= 8) return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy has more than 8 dimensions", source);
+        if (ndim >= 8) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy has more than 8 dimensions", source);
         out->shape[ndim++] = (int64_t)v;
-        if (!pndm_mul_size(count, (size_t)v, &count))
-            return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
+        if (!core_mul_size(count, (size_t)v, &count))
+            return core_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
     }
     size_t isz = npy_itemsize(dt), nbytes;
-    if (!pndm_mul_size(count, isz, &nbytes))
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
+    if (!core_mul_size(count, isz, &nbytes))
+        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
     size_t dstart = hstart + hlen;
     if (size - dstart != nbytes)
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: .npy data is %zu bytes, shape needs %zu", source, size - dstart, nbytes);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy data is %zu bytes, shape needs %zu", source, size - dstart, nbytes);
     void *data = malloc(nbytes ? nbytes : 1);
-    if (!data) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes);
+    if (!data) return core_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes);
     memcpy(data, b + dstart, nbytes);
     if (swap && isz > 1) bswap_inplace(data, count, isz);
     if (fortran && ndim > 1) {
         /* transpose Fortran order to C order */
         unsigned char *c = malloc(nbytes ? nbytes : 1);
-        if (!c) { free(data); return pndm_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes); }
+        if (!c) { free(data); return core_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes); }
         int64_t idx[8] = {0};
         for (size_t i = 0; i < count; i++) { /* i: C-order linear index; idx: its multi-index */
             size_t fi = 0, stride = 1;
@@ -166,7 +167,7 @@ void pndm_npy_free(pndm_npy *a) {
 
 pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err) {
     float *f = malloc((a->count ? a->count : 1) * sizeof *f);
-    if (!f) return pndm_fail(err, PNDM_ERR_NOMEM, "cannot allocate %zu floats", a->count);
+    if (!f) return core_fail(err, PNDM_ERR_NOMEM, "cannot allocate %zu floats", a->count);
     for (size_t i = 0; i < a->count; i++) {
         switch (a->dtype) {
         case PNDM_NPY_F32: f[i] = ((const float *)a->data)[i]; break;
@@ -185,13 +186,13 @@ pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shap
                                 size_t *out_size, pndm_error *err) {
     *out = NULL;
     *out_size = 0;
-    if (ndim < 0 || ndim > 8) return pndm_fail(err, PNDM_ERR_USAGE, "npy: bad ndim %d", ndim);
+    if (ndim < 0 || ndim > 8) return core_fail(err, PNDM_ERR_USAGE, "npy: bad ndim %d", ndim);
     char dict[256];
     int pos = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || !pndm_mul_size(count, (size_t)shape[i], &count))
-            return pndm_fail(err, PNDM_ERR_USAGE, "npy: bad shape");
+        if (shape[i] < 0 || !core_mul_size(count, (size_t)shape[i], &count))
+            return core_fail(err, PNDM_ERR_USAGE, "npy: bad shape");
         pos += snprintf(dict + pos, sizeof dict - (size_t)pos, "%lld%s", (long long)shape[i],
                         (ndim == 1 || i < ndim - 1) ? ", " : "");
     }
@@ -201,9 +202,9 @@ pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shap
     size_t total_h = ((10 + hl + 63) / 64) * 64;
     size_t hlen = total_h - 10;
     size_t nbytes;
-    if (!pndm_mul_size(count, 4, &nbytes)) return pndm_fail(err, PNDM_ERR_USAGE, "npy: shape overflows");
+    if (!core_mul_size(count, 4, &nbytes)) return core_fail(err, PNDM_ERR_USAGE, "npy: shape overflows");
     unsigned char *b = malloc(total_h + nbytes);
-    if (!b) return pndm_fail(err, PNDM_ERR_NOMEM, "npy: cannot allocate %zu bytes", total_h + nbytes);
+    if (!b) return core_fail(err, PNDM_ERR_NOMEM, "npy: cannot allocate %zu bytes", total_h + nbytes);
     memcpy(b, "\x93NUMPY\x01\x00", 8);
     b[8] = (unsigned char)(hlen & 0xff);
     b[9] = (unsigned char)(hlen >> 8);

@@ -7,9 +7,11 @@
  * The scheduler config is kept as raw JSON; its parser checks it when it is used. */
 #define _GNU_SOURCE
 #include "model.h"
+#include "pndm_io.h"
 #include "safetensors.h"
+#include "tensors.h"
 #include "unet.h"
-#include "util.h"
+#include "core.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -21,15 +23,14 @@
 #include <unistd.h>
 
 #define MODEL_MAX_JSON ((size_t)16 << 20)   /* config files larger than 16 MiB are refused */
-#define MODEL_MAX_THREADS 256
 
 struct pndm_model {
     char *path;                 /* as given (file, folder or buffer name) */
-    st_file st;                 /* weights (mapping or caller's buffer) */
+    tt_table weights;           /* the tensor table (a mapping or the caller's buffer) */
     unet_net net;
     char *scheduler_json;       /* NULL if none */
     char *scheduler_source;
-    pndm_tap_fn tap;
+    unet_tap_fn tap;
     void *tap_user;
     /* The forward context (thread pool + arena) kept between calls. A call that finds it in
      * use by another thread runs on a context of its own. */
@@ -81,7 +82,7 @@ static pndm_status take_scheduler_file(pndm_model *m, const char *path, pndm_err
     pndm_status st = read_json_file(path, &m->scheduler_json, &len, err);
     if (st) return st;
     m->scheduler_source = strdup(path);
-    if (!m->scheduler_source) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+    if (!m->scheduler_source) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     return PNDM_OK;
 }
 
@@ -93,7 +94,7 @@ static pndm_status take_scheduler_beside(pndm_model *m, const char *dir, pndm_er
     char *index = parent ? join(parent, "model_index.json") : NULL;
     char *pipe = parent ? join(parent, "scheduler/scheduler_config.json") : NULL;
     pndm_status st = PNDM_OK;
-    if (!p || !parent || !index || !pipe) st = pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    if (!p || !parent || !index || !pipe) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
     else if (is_file(p)) st = take_scheduler_file(m, p, err);
     else if (is_file(index)) st = take_scheduler_file(m, pipe, err);
     free(p);
@@ -113,43 +114,43 @@ static pndm_status finish_load(pndm_model *m, const char *cfg_json, size_t cfg_l
     if (st) return st;
     /* NaN/Inf weights are refused naming the tensor (the scan releases each tensor's pages, so
      * the file is never resident all at once), then every tensor is bound and packed. */
-    st = st_check_finite(&m->st, err);
-    if (!st) st = unet_bind(&m->net, &m->st, err);
+    st = tt_check_finite(&m->weights, err);
+    if (!st) st = unet_bind(&m->net, &m->weights, err);
     return st;
 }
 
-/* A pndm single file (already parsed into m->st): config from __metadata__. */
+/* A pndm single file (already parsed into m->weights): config from __metadata__. */
 static pndm_status load_pndm_meta(pndm_model *m, const char *name, pndm_error *err) {
-    const char *ver = st_meta(&m->st, "pndm.version");
+    const char *ver = tt_meta(&m->weights, "pndm.version");
     if (ver && strcmp(ver, "1") != 0)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: pndm.version '%s' is not supported (only 1)", name, ver);
-    const char *cfg = st_meta(&m->st, "pndm.unet_config");
-    if (!cfg) return pndm_fail(err, PNDM_ERR_MODEL, "%s: pndm model without 'pndm.unet_config' metadata", name);
-    const char *sch = st_meta(&m->st, "pndm.scheduler_config");
+        return core_fail(err, PNDM_ERR_MODEL, "%s: pndm.version '%s' is not supported (only 1)", name, ver);
+    const char *cfg = tt_meta(&m->weights, "pndm.unet_config");
+    if (!cfg) return core_fail(err, PNDM_ERR_MODEL, "%s: pndm model without 'pndm.unet_config' metadata", name);
+    const char *sch = tt_meta(&m->weights, "pndm.scheduler_config");
     if (sch) {
         size_t l = strlen(name) + 32;
         m->scheduler_json = strdup(sch);
         m->scheduler_source = malloc(l);
-        if (!m->scheduler_json || !m->scheduler_source) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
+        if (!m->scheduler_json || !m->scheduler_source) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
         snprintf(m->scheduler_source, l, "%s:pndm.scheduler_config", name);
     }
     size_t l = strlen(name) + 32;
     char *src = malloc(l);
-    if (!src) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
+    if (!src) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
     snprintf(src, l, "%s:pndm.unet_config", name);
     pndm_status st = finish_load(m, cfg, strlen(cfg), src, err);
     free(src);
     return st;
 }
 
-static int is_pndm_file(const st_file *f) {
-    const char *fmt = st_meta(f, "format");
+static int is_pndm_file(const tt_table *f) {
+    const char *fmt = tt_meta(f, "format");
     return fmt && strcmp(fmt, "pndm") == 0;
 }
 
 /* A diffusers safetensors file `weights` with its config.json `config`. */
 static pndm_status load_diffusers(pndm_model *m, const char *weights, const char *config, pndm_error *err) {
-    pndm_status st = st_open(&m->st, weights, err);
+    pndm_status st = st_open(&m->weights, weights, err);
     if (st) return st;
     char *text = NULL;
     size_t len = 0;
@@ -165,12 +166,12 @@ static pndm_status load_model_dir(pndm_model *m, const char *dir, pndm_error *er
     char *weights = join(dir, "diffusion_pytorch_model.safetensors");
     char *bin = join(dir, "diffusion_pytorch_model.bin");
     pndm_status st;
-    if (!config || !weights || !bin) st = pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_file(config)) st = pndm_fail(err, PNDM_ERR_MODEL, "%s: no config.json in the model folder", dir);
+    if (!config || !weights || !bin) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    else if (!is_file(config)) st = core_fail(err, PNDM_ERR_MODEL, "%s: no config.json in the model folder", dir);
     else if (!is_file(weights) && is_file(bin))
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: only safetensors weights are supported (found diffusion_pytorch_model.bin)", dir);
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: only safetensors weights are supported (found diffusion_pytorch_model.bin)", dir);
     else if (!is_file(weights))
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: no diffusion_pytorch_model.safetensors in the model folder", dir);
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: no diffusion_pytorch_model.safetensors in the model folder", dir);
     else {
         st = load_diffusers(m, weights, config, err);
         if (!st) st = take_scheduler_beside(m, dir, err);
@@ -191,22 +192,22 @@ static pndm_status load_pipeline_dir(pndm_model *m, const char *dir, const char 
     free(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: not a valid JSON object", index);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: not a valid JSON object", index);
     }
     const cJSON *unet = cJSON_GetObjectItemCaseSensitive(root, "unet");
     const cJSON *cls = cJSON_IsArray(unet) && cJSON_GetArraySize(unet) == 2 ? cJSON_GetArrayItem(unet, 1) : NULL;
-    if (!unet) st = pndm_fail(err, PNDM_ERR_MODEL, "%s: the pipeline has no 'unet' component", index);
+    if (!unet) st = core_fail(err, PNDM_ERR_MODEL, "%s: the pipeline has no 'unet' component", index);
     else if (!cJSON_IsString(cls))
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: 'unet' must be [library, class name]", index);
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: 'unet' must be [library, class name]", index);
     else if (strcmp(cls->valuestring, "UNet2DModel") != 0)
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: unet class '%s' is not supported (only UNet2DModel)", index,
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: unet class '%s' is not supported (only UNet2DModel)", index,
                        cls->valuestring);
     cJSON_Delete(root);
     if (st) return st;
     char *unet_dir = join(dir, "unet");
     char *sched = join(dir, "scheduler/scheduler_config.json");
-    if (!unet_dir || !sched) st = pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_dir(unet_dir)) st = pndm_fail(err, PNDM_ERR_MODEL, "%s: pipeline folder without unet/", dir);
+    if (!unet_dir || !sched) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    else if (!is_dir(unet_dir)) st = core_fail(err, PNDM_ERR_MODEL, "%s: pipeline folder without unet/", dir);
     else {
         /* load_model_dir looks for unet/scheduler_config.json, then ../scheduler/ */
         st = load_model_dir(m, unet_dir, err);
@@ -219,14 +220,14 @@ static pndm_status load_pipeline_dir(pndm_model *m, const char *dir, const char 
 
 /* A .safetensors file: a pndm single file, or diffusers weights with config.json beside them. */
 static pndm_status load_file(pndm_model *m, const char *path, pndm_error *err) {
-    pndm_status st = st_open(&m->st, path, err);
+    pndm_status st = st_open(&m->weights, path, err);
     if (st) return st;
-    if (is_pndm_file(&m->st)) return load_pndm_meta(m, path, err);
+    if (is_pndm_file(&m->weights)) return load_pndm_meta(m, path, err);
     char *dir = dir_of(path);
     char *config = dir ? join(dir, "config.json") : NULL;
-    if (!dir || !config) st = pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+    if (!dir || !config) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     else if (!is_file(config))
-        st = pndm_fail(err, PNDM_ERR_MODEL,
+        st = core_fail(err, PNDM_ERR_MODEL,
                        "%s: not a pndm model file (no \"format\": \"pndm\" metadata) and no config.json beside it", path);
     else {
         char *text = NULL;
@@ -254,22 +255,22 @@ static pndm_model *model_new(const char *path) {
 }
 
 pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err) {
-    if (!out) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_model_load: NULL output");
+    if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: NULL output");
     *out = NULL;
-    if (!path || !*path) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_model_load: empty model path");
+    if (!path || !*path) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: empty model path");
     struct stat sb;
-    if (stat(path, &sb) != 0) return pndm_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) return core_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     pndm_model *m = model_new(path);
-    if (!m) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+    if (!m) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     pndm_status st;
     if (S_ISDIR(sb.st_mode)) {
         char *index = join(path, "model_index.json");
         char *config = join(path, "config.json");
-        if (!index || !config) st = pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+        if (!index || !config) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
         else if (is_file(index)) st = load_pipeline_dir(m, path, index, err);
         else if (is_file(config)) st = load_model_dir(m, path, err);
         else
-            st = pndm_fail(err, PNDM_ERR_MODEL,
+            st = core_fail(err, PNDM_ERR_MODEL,
                            "%s: not a model folder (no config.json or model_index.json)", path);
         free(index);
         free(config);
@@ -286,15 +287,15 @@ pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err)
 
 pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name, pndm_model **out,
                                    pndm_error *err) {
-    if (!out) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_model_load_memory: NULL output");
+    if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load_memory: NULL output");
     *out = NULL;
     if (!name) name = "(memory)";
-    if (!data && size) return pndm_fail(err, PNDM_ERR_USAGE, "%s: NULL buffer", name);
+    if (!data && size) return core_fail(err, PNDM_ERR_USAGE, "%s: NULL buffer", name);
     pndm_model *m = model_new(name);
-    if (!m) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
-    pndm_status st = st_parse(&m->st, data ? data : "", size, name, err);
-    if (!st && !is_pndm_file(&m->st))
-        st = pndm_fail(err, PNDM_ERR_MODEL, "%s: not a pndm model (no \"format\": \"pndm\" in __metadata__)", name);
+    if (!m) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
+    pndm_status st = st_parse(&m->weights, data ? data : "", size, name, err);
+    if (!st && !is_pndm_file(&m->weights))
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: not a pndm model (no \"format\": \"pndm\" in __metadata__)", name);
     if (!st) st = load_pndm_meta(m, name, err);
     if (st) {
         pndm_model_free(m);
@@ -309,7 +310,7 @@ void pndm_model_free(pndm_model *m) {
     unet_ctx_free(m->ctx);
     pthread_mutex_destroy(&m->ctx_mu);
     unet_free(&m->net);
-    st_close(&m->st);
+    tt_free(&m->weights);
     free(m->scheduler_json);
     free(m->scheduler_source);
     free(m->path);
@@ -323,102 +324,50 @@ int pndm_model_sample_size(const pndm_model *m) { return m->net.cfg.sample_size;
 size_t pndm_model_param_count(const pndm_model *m) { return m->net.param_floats; }
 const char *pndm_model_path(const pndm_model *m) { return m->path; }
 
-const char *pndm_model_scheduler_json(const pndm_model *m, const char **source) {
+const char *model_scheduler_json(const pndm_model *m, const char **source) {
     if (source) *source = m->scheduler_source;
     return m->scheduler_json;
 }
 
-void pndm_model_set_tap(pndm_model *m, pndm_tap_fn fn, void *user) {
+void model_set_tap(pndm_model *m, unet_tap_fn fn, void *user) {
     m->tap = fn;
     m->tap_user = user;
 }
 
-/* ---- threads ------------------------------------------------------------------------------ */
-static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
-static int threads_default = 1;
-
-static int read_int_file(const char *path, int *v) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int ok = fscanf(f, "%d", v) == 1;
-    fclose(f);
-    return ok;
-}
-
-/* Physical cores among the CPUs this process may run on: distinct (package, core) pairs from
- * sysfs, else the CPU count. */
-static void threads_init(void) {
-    cpu_set_t set;
-    int n_cpus = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) n_cpus = CPU_COUNT(&set);
-    if (n_cpus < 1) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_cpus = n > 0 ? (int)n : 1;
-        CPU_ZERO(&set);
-        for (int i = 0; i < n_cpus && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
-    }
-    int pairs[CPU_SETSIZE][2], n_pairs = 0, complete = 1;
-    for (int cpu = 0; cpu < CPU_SETSIZE && complete; cpu++) {
-        if (!CPU_ISSET(cpu, &set)) continue;
-        char path[128];
-        int pkg, core;
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
-        if (!read_int_file(path, &pkg)) { complete = 0; break; }
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", cpu);
-        if (!read_int_file(path, &core)) { complete = 0; break; }
-        int seen = 0;
-        for (int i = 0; i < n_pairs && !seen; i++) seen = pairs[i][0] == pkg && pairs[i][1] == core;
-        if (!seen) {
-            pairs[n_pairs][0] = pkg;
-            pairs[n_pairs][1] = core;
-            n_pairs++;
-        }
-    }
-    int n = complete && n_pairs > 0 ? n_pairs : n_cpus;
-    threads_default = n < 1 ? 1 : (n > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : n);
-}
-
-int pndm_default_threads(void) {
-    pthread_once(&threads_once, threads_init);
-    return threads_default;
-}
-
-const char *pndm_kernel_path(void) { return ops_kernel_name(); }
-
-size_t pndm_unet_workspace_estimate(const pndm_model *m, int B, int H, int W) {
+size_t model_workspace_estimate(const pndm_model *m, int B, int H, int W) {
     return unet_workspace_bytes(&m->net, B, H, W, pndm_default_threads());
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
 pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t,
                               float *out, int n_threads, pndm_error *err) {
-    if (!m || !x || !t || !out) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_unet_forward: NULL argument");
+    if (!m || !x || !t || !out) return core_fail(err, PNDM_ERR_USAGE, "pndm_unet_forward: NULL argument");
     const unet_config *c = &m->net.cfg;
     const int div = 1 << (c->n_levels - 1);
-    if (B < 1) return pndm_fail(err, PNDM_ERR_USAGE, "%s: batch must be >= 1 (got %d)", m->path, B);
+    if (B < 1) return core_fail(err, PNDM_ERR_USAGE, "%s: batch must be >= 1 (got %d)", m->path, B);
     if (H > UNET_MAX_SAMPLE || W > UNET_MAX_SAMPLE || (size_t)H * (size_t)W > ((size_t)1 << 28))
-        return pndm_fail(err, PNDM_ERR_USAGE, "%s: sample size %dx%d is too large", m->path, H, W);
+        return core_fail(err, PNDM_ERR_USAGE, "%s: sample size %dx%d is too large", m->path, H, W);
     if (H < 1 || W < 1 || H % div || W % div)
-        return pndm_fail(err, PNDM_ERR_USAGE, "%s: sample size %dx%d must be positive and divisible by %d (%d levels)",
+        return core_fail(err, PNDM_ERR_USAGE, "%s: sample size %dx%d must be positive and divisible by %d (%d levels)",
                          m->path, H, W, div, c->n_levels);
     for (int b = 0; b < B; b++) {
         if (!isfinite(t[b]))
-            return pndm_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] is not finite", m->path, b);
+            return core_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] is not finite", m->path, b);
         if (c->time_fourier && !(t[b] > 0.0f))
-            return pndm_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] = %g: a fourier-embedding model needs t > 0",
+            return core_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] = %g: a fourier-embedding model needs t > 0",
                              m->path, b, (double)t[b]);
     }
     if (n_threads <= 0) n_threads = pndm_default_threads();
-    if (n_threads > MODEL_MAX_THREADS) n_threads = MODEL_MAX_THREADS;
+    if (n_threads > TP_MAX_THREADS) n_threads = TP_MAX_THREADS;
     pndm_model *mm = (pndm_model *)m;   /* only the context cache is written, under ctx_mu */
     const int cached = pthread_mutex_trylock(&mm->ctx_mu) == 0;
     unet_ctx *own = NULL, *ctx;
     if (cached) ctx = mm->ctx ? mm->ctx : (mm->ctx = unet_ctx_new());
     else ctx = own = unet_ctx_new();
     pndm_status st = ctx ? unet_forward(&m->net, ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
-                         : pndm_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
+                         : core_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
     if (cached) pthread_mutex_unlock(&mm->ctx_mu);
     unet_ctx_free(own);
-    if (st && err) pndm_fail_prefix(err, "%s", m->path);
+    if (st && err) core_fail_prefix(err, "%s", m->path);
     return st;
 }

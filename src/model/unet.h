@@ -12,7 +12,7 @@
 
 #include "ops.h"
 #include "pndm.h"
-#include "safetensors.h"
+#include "tensors.h"
 #include "unet_config.h"
 
 typedef struct unet_conv {
@@ -127,8 +127,11 @@ pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source
  * then pack the convolution and attention weights for the kernels. The packed tensors' pages of
  * a mapped file are released as they are packed (they are not read again), and F16/BF16
  * conversions of them freed, so the weights are held once. */
-pndm_status unet_bind(unet_net *net, const st_file *f, pndm_error *err);
+pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err);
 void unet_free(unet_net *net);
+
+/* Receives named intermediates of batch element 0 during a forward, for parity tests. */
+typedef void (*unet_tap_fn)(const char *name, const float *data, size_t n, void *user);
 
 /* What a forward needs besides the weights: the thread pool and one arena (activations, skip
  * connections, scratch). Kept between calls and grown when a call needs more; one caller at a
@@ -148,6 +151,6 @@ size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_thre
  * (H, W divisible by 2^(levels-1), t > 0 for fourier). tap (may be NULL) receives batch
  * element 0 of "time_proj", "time_embedding", "down_blocks.<i>", "mid_block", "up_blocks.<i>". */
 pndm_status unet_forward(const unet_net *net, unet_ctx *ctx, const float *x, int B, int H, int W, const float *t,
-                         float *out, int n_threads, pndm_tap_fn tap, void *tap_user, pndm_error *err);
+                         float *out, int n_threads, unet_tap_fn tap, void *tap_user, pndm_error *err);
 
 #endif

@@ -8,7 +8,8 @@
  * all fit Latin-1 (no C1 controls) is written as tEXt, anything else as uncompressed iTXt;
  * tEXt/zTXt text read back is converted from Latin-1 to UTF-8. */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
+#include "core.h"
+#include "pndm_io.h"
 
 #include <png.h>
 #include <setjmp.h>
@@ -194,13 +195,13 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
                             pndm_error *err) {
     *out = NULL;
     *out_size = 0;
-    if (!pixels) return pndm_fail(err, PNDM_ERR_USAGE, "PNG: no pixel data");
+    if (!pixels) return core_fail(err, PNDM_ERR_USAGE, "PNG: no pixel data");
     if (width < 1 || height < 1 || width > PNG_MAX_DIM || height > PNG_MAX_DIM)
-        return pndm_fail(err, PNDM_ERR_USAGE, "PNG: image size %dx%d out of range (1..%d)", width, height, PNG_MAX_DIM);
+        return core_fail(err, PNDM_ERR_USAGE, "PNG: image size %dx%d out of range (1..%d)", width, height, PNG_MAX_DIM);
     if (channels != 1 && channels != 3)
-        return pndm_fail(err, PNDM_ERR_USAGE, "PNG: %d channels not supported (1 = gray, 3 = RGB)", channels);
+        return core_fail(err, PNDM_ERR_USAGE, "PNG: %d channels not supported (1 = gray, 3 = RGB)", channels);
     if (n_text < 0 || (n_text > 0 && !text))
-        return pndm_fail(err, PNDM_ERR_USAGE, "PNG: invalid text chunk list (%d entries)", n_text);
+        return core_fail(err, PNDM_ERR_USAGE, "PNG: invalid text chunk list (%d entries)", n_text);
 
     png_enc c;
     memset(&c, 0, sizeof c);
@@ -211,7 +212,7 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
     pndm_status s = PNDM_OK;
     if (n_text > 0) {
         c.text = calloc((size_t)n_text, sizeof *c.text);
-        if (!c.text) return pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
+        if (!c.text) return core_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
     }
     /* Convert keys and values; c.text[i].key/text are malloc'ed (freed below). */
     for (int i = 0; i < n_text && s == PNDM_OK; i++) {
@@ -223,24 +224,24 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
         t->key = png_utf8_to_latin1(k, png_key_char_ok, &nomem);
         size_t kl = t->key ? strlen(t->key) : 0;
         if (nomem) {
-            s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
+            s = core_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
         } else if (!t->key || kl == 0 || kl > 79 || t->key[0] == ' ' || t->key[kl - 1] == ' ' || strstr(t->key, "  ")) {
-            s = pndm_fail(err, PNDM_ERR_USAGE,
+            s = core_fail(err, PNDM_ERR_USAGE,
                           "PNG: text key '%.100s' is not a PNG keyword (1-79 Latin-1 printable characters, "
                           "no leading, trailing or double spaces)", k);
         } else if (!png_utf8_valid(v)) {
-            s = pndm_fail(err, PNDM_ERR_USAGE, "PNG: text value of key '%s' is not valid UTF-8", t->key);
+            s = core_fail(err, PNDM_ERR_USAGE, "PNG: text value of key '%s' is not valid UTF-8", t->key);
         } else {
             t->text = png_utf8_to_latin1(v, png_text_char_ok, &nomem);
             if (nomem) {
-                s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
+                s = core_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
             } else if (t->text) {
                 t->compression = PNG_TEXT_COMPRESSION_NONE; /* tEXt */
                 t->text_length = strlen(t->text);
             } else {
                 t->text = strdup(v);
                 if (!t->text) {
-                    s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
+                    s = core_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory");
                 } else {
                     t->compression = PNG_ITXT_COMPRESSION_NONE; /* iTXt, UTF-8 */
                     t->itxt_length = strlen(t->text);
@@ -252,9 +253,9 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
     }
     if (s == PNDM_OK && png_enc_run(&c) != 0) {
         if (c.e.nomem)
-            s = pndm_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory while encoding %dx%d image", width, height);
+            s = core_fail(err, PNDM_ERR_NOMEM, "PNG: out of memory while encoding %dx%d image", width, height);
         else
-            s = pndm_fail(err, PNDM_ERR_INTERNAL, "PNG: libpng failed to encode %dx%d image: %s", width, height,
+            s = core_fail(err, PNDM_ERR_INTERNAL, "PNG: libpng failed to encode %dx%d image: %s", width, height,
                           c.e.msg);
     }
     for (int i = 0; i < c.n_text; i++) {
@@ -411,7 +412,7 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
     c->buf = buf;
     c->size = size;
     if (!buf || size < 8 || png_sig_cmp((png_const_bytep)buf, 0, 8) != 0)
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: not a PNG file (bad signature)", source);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: not a PNG file (bad signature)", source);
     /* libpng allocates (and clears) an ancillary chunk's declared length before reading it, up to
      * 2^31 bytes; walk the chunk list first so that no length runs past the end of the data */
     const unsigned char *b = buf;
@@ -425,7 +426,7 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
                 type[i] = (char)((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ? ch : '?');
             }
             type[4] = 0;
-            return pndm_fail(err, PNDM_ERR_INPUT,
+            return core_fail(err, PNDM_ERR_INPUT,
                              "%s: invalid PNG: chunk '%s' at offset %zu declares %u bytes, only %zu follow "
                              "(truncated file?)", source, type, pos, (unsigned)len, size - pos - 12);
         }
@@ -435,7 +436,7 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
     /* a chunk header (length + type) with no room for its data and CRC: libpng would allocate
      * the declared length before finding the data missing */
     if (size - pos >= 8)
-        return pndm_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: the chunk at offset %zu is cut short (truncated file?)",
+        return core_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: the chunk at offset %zu is cut short (truncated file?)",
                          source, pos);
     return PNDM_OK;
 }
@@ -446,8 +447,8 @@ static pndm_status png_dec_finish(png_dec *c, int failed, const char *source, pn
     if (!failed) return PNDM_OK;
     free(c->pixels);
     c->pixels = NULL;
-    if (c->e.nomem) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory reading PNG", source);
-    return pndm_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: %s", source, c->e.msg);
+    if (c->e.nomem) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory reading PNG", source);
+    return core_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: %s", source, c->e.msg);
 }
 
 pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,

@@ -5,6 +5,7 @@
  * 130 interrupted by SIGINT, 143 by SIGTERM. */
 #define _POSIX_C_SOURCE 200809L
 #include "pndm.h"
+#include "pndm_io.h"
 #include "cli.h"
 
 #include <cjson/cJSON.h>

@@ -7,7 +7,7 @@
  * Python float constants are rounded to float where torch does (1/6 -> (float)(1/6)); the
  * timestep bookkeeping is int64 as in numpy. */
 #include "scheduler.h"
-#include "util.h"
+#include "core.h"
 
 #include <cjson/cJSON.h>
 #include <float.h>
@@ -107,37 +107,37 @@ static const char *src_name(const char *source) { return source ? source : "sche
 
 pndm_status sched_config_validate(const pndm_scheduler_config *cfg, const char *source, pndm_error *err) {
     const char *src = src_name(source);
-    if (!cfg) return pndm_fail(err, PNDM_ERR_USAGE, "%s: NULL scheduler config", src);
+    if (!cfg) return core_fail(err, PNDM_ERR_USAGE, "%s: NULL scheduler config", src);
     if (cfg->num_train_timesteps < 1 || cfg->num_train_timesteps > PNDM_MAX_TRAIN_TIMESTEPS)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"num_train_timesteps\": must be in 1..%d (got %d)",
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"num_train_timesteps\": must be in 1..%d (got %d)",
                          src, PNDM_MAX_TRAIN_TIMESTEPS, cfg->num_train_timesteps);
     if (!(cfg->beta_start > 0 && cfg->beta_start < 1))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": must be in (0, 1) (got %g)", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": must be in (0, 1) (got %g)", src,
                          cfg->beta_start);
     if (!(cfg->beta_end > 0 && cfg->beta_end < 1))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_end\": must be in (0, 1) (got %g)", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_end\": must be in (0, 1) (got %g)", src,
                          cfg->beta_end);
     if (cfg->beta_start > cfg->beta_end)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": %g is larger than beta_end %g", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": %g is larger than beta_end %g", src,
                          cfg->beta_start, cfg->beta_end);
     if ((unsigned)cfg->beta_schedule > PNDM_BETA_SQUAREDCOS_CAP_V2)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_schedule\": invalid value %d", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_schedule\": invalid value %d", src,
                          (int)cfg->beta_schedule);
     if ((unsigned)cfg->prediction_type > PNDM_PRED_V)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"prediction_type\": invalid value %d", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"prediction_type\": invalid value %d", src,
                          (int)cfg->prediction_type);
     if ((unsigned)cfg->timestep_spacing > PNDM_SPACING_TRAILING)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"timestep_spacing\": invalid value %d", src,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"timestep_spacing\": invalid value %d", src,
                          (int)cfg->timestep_spacing);
     if (cfg->steps_offset < 0 || cfg->steps_offset >= cfg->num_train_timesteps)
-        return pndm_fail(err, PNDM_ERR_MODEL,
+        return core_fail(err, PNDM_ERR_MODEL,
                          "%s: key \"steps_offset\": must be in 0..num_train_timesteps-1 = %d (got %d)", src,
                          cfg->num_train_timesteps - 1, cfg->steps_offset);
     if (cfg->trained_betas) {
         for (int i = 0; i < cfg->num_train_timesteps; i++) {
             float b = cfg->trained_betas[i];
             if (!(b >= 0 && b < 1))
-                return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d must be in [0, 1) (got %g)",
+                return core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d must be in [0, 1) (got %g)",
                                  src, i, (double)b);
         }
     }
@@ -158,13 +158,13 @@ static const char *json_type_name(const cJSON *v) {
 static pndm_status json_int(const cJSON *v, const char *key, long lo, long hi, const char *src, int *out,
                             pndm_error *err) {
     if (!cJSON_IsNumber(v))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected an integer, got %s", src, key,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected an integer, got %s", src, key,
                          json_type_name(v));
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected an integer, got %g", src, key, d);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected an integer, got %g", src, key, d);
     if (d < (double)lo || d > (double)hi)
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": must be in %ld..%ld (got %.17g)", src, key, lo,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": must be in %ld..%ld (got %.17g)", src, key, lo,
                          hi, d);
     *out = (int)d;
     return PNDM_OK;
@@ -172,7 +172,7 @@ static pndm_status json_int(const cJSON *v, const char *key, long lo, long hi, c
 
 static pndm_status json_number(const cJSON *v, const char *key, const char *src, double *out, pndm_error *err) {
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a number, got %s", src, key,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a number, got %s", src, key,
                          json_type_name(v));
     *out = v->valuedouble;
     return PNDM_OK;
@@ -180,7 +180,7 @@ static pndm_status json_number(const cJSON *v, const char *key, const char *src,
 
 static pndm_status json_bool(const cJSON *v, const char *key, const char *src, int *out, pndm_error *err) {
     if (!cJSON_IsBool(v))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected true or false, got %s", src, key,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected true or false, got %s", src, key,
                          json_type_name(v));
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return PNDM_OK;
@@ -190,7 +190,7 @@ static pndm_status json_bool(const cJSON *v, const char *key, const char *src, i
 static pndm_status json_enum(const cJSON *v, const char *key, const char *const *names, int n, const char *src,
                              int *out, pndm_error *err) {
     if (!cJSON_IsString(v))
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a string, got %s", src, key,
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a string, got %s", src, key,
                          json_type_name(v));
     for (int i = 0; i < n; i++) {
         if (strcmp(v->valuestring, names[i]) == 0) {
@@ -203,7 +203,7 @@ static pndm_status json_enum(const cJSON *v, const char *key, const char *const 
         size_t l = strlen(list);
         snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", names[i]);
     }
-    return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": unsupported value \"%.100s\" (PNDMScheduler supports %s)",
+    return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": unsupported value \"%.100s\" (PNDMScheduler supports %s)",
                      src, key, v->valuestring, list);
 }
 
@@ -228,7 +228,7 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
         if (!known) continue;
         for (const cJSON *w = root->child; w != v; w = w->next)
             if (w->string && strcmp(w->string, key) == 0)
-                return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": appears more than once", src, key);
+                return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": appears more than once", src, key);
 
         if (strcmp(key, "num_train_timesteps") == 0) {
             st = json_int(v, key, 1, PNDM_MAX_TRAIN_TIMESTEPS, src, &c->num_train_timesteps, err);
@@ -243,7 +243,7 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
             if (cJSON_IsArray(v))
                 betas = v;
             else if (!cJSON_IsNull(v))
-                st = pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": expected null or an array of numbers, got %s",
+                st = core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": expected null or an array of numbers, got %s",
                                src, json_type_name(v));
         } else if (strcmp(key, "skip_prk_steps") == 0) {
             st = json_bool(v, key, src, &c->skip_prk_steps, err);
@@ -264,14 +264,14 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
         /* torch.tensor(trained_betas, dtype=torch.float32): each python float rounded to float */
         int n = cJSON_GetArraySize(betas);
         if (n != c->num_train_timesteps)
-            return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": has %d values, num_train_timesteps is %d",
+            return core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": has %d values, num_train_timesteps is %d",
                              src, n, c->num_train_timesteps);
         c->trained_betas = malloc((size_t)n * sizeof *c->trained_betas);
-        if (!c->trained_betas) return pndm_fail(err, PNDM_ERR_NOMEM, "%s: out of memory for trained_betas", src);
+        if (!c->trained_betas) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory for trained_betas", src);
         int i = 0;
         for (const cJSON *b = betas->child; b; b = b->next, i++) {
             if (!cJSON_IsNumber(b) || !isfinite(b->valuedouble))
-                return pndm_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d: expected a number, got %s",
+                return core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d: expected a number, got %s",
                                  src, i, json_type_name(b));
             c->trained_betas[i] = (float)b->valuedouble;
         }
@@ -282,23 +282,23 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
 pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source,
                                         pndm_scheduler_config *cfg, pndm_error *err) {
     const char *src = src_name(source);
-    if (!json || !cfg) return pndm_fail(err, PNDM_ERR_USAGE, "%s: NULL argument to pndm_scheduler_config_parse", src);
+    if (!json || !cfg) return core_fail(err, PNDM_ERR_USAGE, "%s: NULL argument to pndm_scheduler_config_parse", src);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t pos = end && end >= json ? (size_t)(end - json) : 0;
-        return pndm_fail(err, PNDM_ERR_MODEL, "%s: not valid JSON (error at byte %zu)", src, pos);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: not valid JSON (error at byte %zu)", src, pos);
     }
     /* only whitespace may follow the value */
     for (const char *p = end; p && p < json + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(root);
-            return pndm_fail(err, PNDM_ERR_MODEL, "%s: not valid JSON (unexpected data at byte %zu)", src,
+            return core_fail(err, PNDM_ERR_MODEL, "%s: not valid JSON (unexpected data at byte %zu)", src,
                              (size_t)(p - json));
         }
     }
     if (!cJSON_IsObject(root)) {
-        pndm_status st = pndm_fail(err, PNDM_ERR_MODEL, "%s: scheduler config must be a JSON object, got %s", src,
+        pndm_status st = core_fail(err, PNDM_ERR_MODEL, "%s: scheduler config must be a JSON object, got %s", src,
                                    json_type_name(root));
         cJSON_Delete(root);
         return st;
@@ -349,7 +349,7 @@ static double alpha_bar_cosine(double t) {
     return pow(cos((t + 0.008) / 1.008 * pi / 2), 2.0);
 }
 
-pndm_status sched_schedule_init(pndm_schedule *s, const pndm_scheduler_config *cfg, pndm_error *err) {
+pndm_status sched_schedule_init(sched_schedule *s, const pndm_scheduler_config *cfg, pndm_error *err) {
     memset(s, 0, sizeof *s);
     pndm_status st = sched_config_validate(cfg, NULL, err);
     if (st) return st;
@@ -359,7 +359,7 @@ pndm_status sched_schedule_init(pndm_schedule *s, const pndm_scheduler_config *c
     s->alphas_cumprod = malloc((size_t)T * sizeof *s->alphas_cumprod);
     if (!s->betas || !s->alphas_cumprod) {
         sched_schedule_free(s);
-        return pndm_fail(err, PNDM_ERR_NOMEM, "scheduler: out of memory for %d betas", T);
+        return core_fail(err, PNDM_ERR_NOMEM, "scheduler: out of memory for %d betas", T);
     }
     /* PNDMScheduler.__init__ */
     if (cfg->trained_betas) {
@@ -392,7 +392,7 @@ pndm_status sched_schedule_init(pndm_schedule *s, const pndm_scheduler_config *c
     return PNDM_OK;
 }
 
-void sched_schedule_free(pndm_schedule *s) {
+void sched_schedule_free(sched_schedule *s) {
     if (!s) return;
     free(s->betas);
     free(s->alphas_cumprod);
@@ -402,7 +402,7 @@ void sched_schedule_free(pndm_schedule *s) {
 pndm_status sched_spacing(const pndm_scheduler_config *cfg, int steps, int64_t *out, pndm_error *err) {
     const int64_t T = cfg->num_train_timesteps, N = steps;
     if (N < 1 || N > T)
-        return pndm_fail(err, PNDM_ERR_USAGE, "steps must be in 1..num_train_timesteps = %lld (got %d)", (long long)T,
+        return core_fail(err, PNDM_ERR_USAGE, "steps must be in 1..num_train_timesteps = %lld (got %d)", (long long)T,
                          steps);
     /* PNDMScheduler.set_timesteps, first part (the same in DDIM/DDPM) */
     switch (cfg->timestep_spacing) {
@@ -433,7 +433,7 @@ pndm_status sched_spacing(const pndm_scheduler_config *cfg, int steps, int64_t *
         const double ratio = (double)T / (double)N;
         const double len_d = ceil((double)(0 - T) / -ratio);
         if (len_d != (double)N)
-            return pndm_fail(err, PNDM_ERR_USAGE,
+            return core_fail(err, PNDM_ERR_USAGE,
                              "steps %d with timestep_spacing \"trailing\" and num_train_timesteps %lld: diffusers "
                              "makes %.0f timesteps including -1 (a rounding quirk of np.arange); choose another "
                              "step count",
@@ -446,11 +446,11 @@ pndm_status sched_spacing(const pndm_scheduler_config *cfg, int steps, int64_t *
         break;
     }
     default:
-        return pndm_fail(err, PNDM_ERR_USAGE, "scheduler config: invalid timestep_spacing %d", (int)cfg->timestep_spacing);
+        return core_fail(err, PNDM_ERR_USAGE, "scheduler config: invalid timestep_spacing %d", (int)cfg->timestep_spacing);
     }
     for (int64_t i = 0; i < N; i++) {
         if (out[i] < 0 || out[i] >= T)
-            return pndm_fail(err, PNDM_ERR_USAGE,
+            return core_fail(err, PNDM_ERR_USAGE,
                              "steps %d: timestep %lld is outside 0..%lld (timestep_spacing \"%s\", steps_offset %d)",
                              steps, (long long)out[i], (long long)(T - 1), spacing_name(cfg->timestep_spacing),
                              cfg->steps_offset);
@@ -472,21 +472,21 @@ void pndm_sampler_free(pndm_sampler *s) {
 int pndm_sampler_num_calls(const pndm_sampler *s) { return s ? s->num_calls : 0; }
 
 int64_t pndm_sampler_timestep(const pndm_sampler *s, int call) {
-    PNDM_ASSERT(s && call >= 0 && call < s->num_calls);
+    CORE_ASSERT(s && call >= 0 && call < s->num_calls);
     return s->timesteps[call];
 }
 
 pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out, float *sample, size_t n,
                               pndm_error *err) {
-    if (!s || !model_out || !sample) return pndm_fail(err, PNDM_ERR_USAGE, "sampler step: NULL argument");
+    if (!s || !model_out || !sample) return core_fail(err, PNDM_ERR_USAGE, "sampler step: NULL argument");
     if (call < 0 || call >= s->num_calls)
-        return pndm_fail(err, PNDM_ERR_USAGE, "sampler step: call %d is outside 0..%d", call, s->num_calls - 1);
+        return core_fail(err, PNDM_ERR_USAGE, "sampler step: call %d is outside 0..%d", call, s->num_calls - 1);
     if (call != s->next_call)
-        return pndm_fail(err, PNDM_ERR_USAGE, "sampler step: call %d out of order (expected call %d)", call,
+        return core_fail(err, PNDM_ERR_USAGE, "sampler step: call %d out of order (expected call %d)", call,
                          s->next_call);
-    if (n == 0) return pndm_fail(err, PNDM_ERR_USAGE, "sampler step: empty sample");
+    if (n == 0) return core_fail(err, PNDM_ERR_USAGE, "sampler step: empty sample");
     if (s->n != 0 && n != s->n)
-        return pndm_fail(err, PNDM_ERR_USAGE, "sampler step: sample size %zu differs from %zu at the first call", n,
+        return core_fail(err, PNDM_ERR_USAGE, "sampler step: sample size %zu differs from %zu at the first call", n,
                          s->n);
     pndm_status st = s->ops->step(s, call, model_out, sample, n, err);
     if (st) return st;
@@ -502,9 +502,9 @@ void pndm_sampler_reset(pndm_sampler *s) {
     if (s->ops->reset) s->ops->reset(s);
 }
 
-const float *pndm_sampler_betas(const pndm_sampler *s) { return s ? s->sched.betas : NULL; }
-const float *pndm_sampler_alphas_cumprod(const pndm_sampler *s) { return s ? s->sched.alphas_cumprod : NULL; }
-float pndm_sampler_final_alpha_cumprod(const pndm_sampler *s) { return s ? s->sched.final_alpha_cumprod : 0.0f; }
+const float *sampler_betas(const pndm_sampler *s) { return s ? s->sched.betas : NULL; }
+const float *sampler_alphas_cumprod(const pndm_sampler *s) { return s ? s->sched.alphas_cumprod : NULL; }
+float sampler_final_alpha_cumprod(const pndm_sampler *s) { return s ? s->sched.final_alpha_cumprod : 0.0f; }
 
 /* ======================================================================================== */
 /* PNDM: PRK warm-up (12 calls) then PLMS, or PLMS only with skip_prk_steps                   */
@@ -519,22 +519,22 @@ typedef enum {
     PNDM_OP_PLMS2,     /* (3 e1 - e2) / 2 */
     PNDM_OP_PLMS3,     /* (23 e1 - 16 e2 + 5 e3) / 12 */
     PNDM_OP_PLMS4      /* 1/24 (55 e1 - 59 e2 + 37 e3 - 9 e4) */
-} pndm_op;
+} plms_op;
 
 /* Per-call plan, fixed at creation: the operation, the alphas_cumprod indices and the float32
  * coefficients of PNDMScheduler._get_prev_sample (formula (9) of the PNDM paper). */
-typedef struct pndm_call {
-    pndm_op op;
+typedef struct plms_call {
+    plms_op op;
     int push;               /* ets.append(model_output) */
     int64_t t_idx, prev_idx;
     float sample_coeff;     /* (a_p / a_t) ** 0.5 */
     float alpha_diff;       /* a_p - a_t */
     float denom;            /* a_t * b_p ** 0.5 + (a_t * b_t * a_p) ** 0.5 */
     float sqrt_a_t, sqrt_b_t; /* v_prediction: mo = a_t**0.5 * mo + b_t**0.5 * sample */
-} pndm_call;
+} plms_call;
 
-typedef struct pndm_state {
-    pndm_call *plan;   /* (num_calls,) */
+typedef struct plms_state {
+    plms_call *plan;   /* (num_calls,) */
     int v_pred;
     size_t cap;        /* floats per buffer allocated */
     float *buf;        /* one block: ets ring (4, n), cur_sample (n), cur_model_output (n) */
@@ -542,10 +542,10 @@ typedef struct pndm_state {
     int ets_len, ets_head;
     float *cur_sample; /* (n) */
     float *cur_mo;     /* (n) */
-} pndm_state;
+} plms_state;
 
 /* PNDMScheduler._get_prev_sample's scalars for one call. */
-static void pndm_coefficients(const pndm_schedule *sch, pndm_call *c) {
+static void plms_coefficients(const sched_schedule *sch, plms_call *c) {
     const float a_t = sch->alphas_cumprod[c->t_idx];
     const float a_p = c->prev_idx >= 0 ? sch->alphas_cumprod[c->prev_idx] : sch->final_alpha_cumprod;
     const float b_t = 1 - a_t;
@@ -560,7 +560,7 @@ static void pndm_coefficients(const pndm_schedule *sch, pndm_call *c) {
 
 /* prev_sample = sample_coeff * sample - (a_p - a_t) * model_output / denom, with the
  * v_prediction conversion first (_get_prev_sample). Each product rounded to float. */
-static inline float pndm_prev(const pndm_call *c, int v_pred, float base, float mo) {
+static inline float plms_prev(const plms_call *c, int v_pred, float base, float mo) {
     if (v_pred) {
         const float p = c->sqrt_a_t * mo, q = c->sqrt_b_t * base;
         mo = p + q;
@@ -570,13 +570,13 @@ static inline float pndm_prev(const pndm_call *c, int v_pred, float base, float 
     return a - d / c->denom;
 }
 
-static pndm_status pndm_ensure_buffers(pndm_state *st, size_t n, pndm_error *err) {
+static pndm_status plms_ensure_buffers(plms_state *st, size_t n, pndm_error *err) {
     if (st->cap == n) return PNDM_OK;
     size_t total;
-    if (!pndm_mul_size(n, 6, &total) || !pndm_mul_size(total, sizeof(float), &total))
-        return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: sample of %zu floats is too large", n);
+    if (!core_mul_size(n, 6, &total) || !core_mul_size(total, sizeof(float), &total))
+        return core_fail(err, PNDM_ERR_NOMEM, "sampler: sample of %zu floats is too large", n);
     float *b = malloc(total);
-    if (!b) return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory for the PNDM history (%zu bytes)", total);
+    if (!b) return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory for the PNDM history (%zu bytes)", total);
     free(st->buf);
     st->buf = b;
     st->cap = n;
@@ -586,11 +586,11 @@ static pndm_status pndm_ensure_buffers(pndm_state *st, size_t n, pndm_error *err
     return PNDM_OK;
 }
 
-static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *x, size_t n, pndm_error *err) {
-    pndm_state *st = s->state;
-    pndm_status rc = pndm_ensure_buffers(st, n, err);
+static pndm_status plms_step(pndm_sampler *s, int call, const float *mo, float *x, size_t n, pndm_error *err) {
+    plms_state *st = s->state;
+    pndm_status rc = plms_ensure_buffers(st, n, err);
     if (rc) return rc;
-    const pndm_call *c = &st->plan[call];
+    const plms_call *c = &st->plan[call];
     const int v = st->v_pred;
     if (c->push) {
         /* self.ets = self.ets[-3:]; self.ets.append(model_output) */
@@ -614,7 +614,7 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
         for (size_t i = 0; i < n; i++) {
             const float t = c6 * mo[i];
             acc[i] = t + 0.0f;
-            x[i] = pndm_prev(c, v, cur[i], mo[i]);
+            x[i] = plms_prev(c, v, cur[i], mo[i]);
         }
         break;
     case PNDM_OP_PRK_MID:
@@ -622,7 +622,7 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
         for (size_t i = 0; i < n; i++) {
             const float t = c3 * mo[i];
             acc[i] = acc[i] + t;
-            x[i] = pndm_prev(c, v, cur[i], mo[i]);
+            x[i] = plms_prev(c, v, cur[i], mo[i]);
         }
         break;
     case PNDM_OP_PRK_LAST:
@@ -631,20 +631,20 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
             const float t = c6 * mo[i];
             const float m = acc[i] + t;
             acc[i] = 0.0f;
-            x[i] = pndm_prev(c, v, cur[i], m);
+            x[i] = plms_prev(c, v, cur[i], m);
         }
         break;
     case PNDM_OP_PLMS_FIRST:
         /* step_plms, len(ets) == 1 and counter == 0: cur_sample = sample; raw model output */
         memcpy(cur, x, n * sizeof *x);
-        for (size_t i = 0; i < n; i++) x[i] = pndm_prev(c, v, x[i], mo[i]);
+        for (size_t i = 0; i < n; i++) x[i] = plms_prev(c, v, x[i], mo[i]);
         break;
     case PNDM_OP_PLMS_AVG:
         /* len(ets) == 1 and counter == 1: model_output = (model_output + ets[-1]) / 2;
          * sample = cur_sample */
         for (size_t i = 0; i < n; i++) {
             const float m = (mo[i] + e1[i]) / 2.0f;
-            x[i] = pndm_prev(c, v, cur[i], m);
+            x[i] = plms_prev(c, v, cur[i], m);
         }
         break;
     case PNDM_OP_PLMS2:
@@ -652,7 +652,7 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
         for (size_t i = 0; i < n; i++) {
             const float a = 3.0f * e1[i];
             const float m = (a - e2[i]) / 2.0f;
-            x[i] = pndm_prev(c, v, x[i], m);
+            x[i] = plms_prev(c, v, x[i], m);
         }
         break;
     case PNDM_OP_PLMS3:
@@ -661,7 +661,7 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
             const float a = 23.0f * e1[i], b = 16.0f * e2[i], d = 5.0f * e3[i];
             const float ab = a - b;
             const float m = (ab + d) / 12.0f;
-            x[i] = pndm_prev(c, v, x[i], m);
+            x[i] = plms_prev(c, v, x[i], m);
         }
         break;
     case PNDM_OP_PLMS4:
@@ -672,21 +672,21 @@ static pndm_status pndm_step(pndm_sampler *s, int call, const float *mo, float *
             const float abd = ab + d;
             const float sum = abd - e;
             const float m = c24 * sum;
-            x[i] = pndm_prev(c, v, x[i], m);
+            x[i] = plms_prev(c, v, x[i], m);
         }
         break;
     }
     return PNDM_OK;
 }
 
-static void pndm_reset(pndm_sampler *s) {
-    pndm_state *st = s->state;
+static void plms_reset(pndm_sampler *s) {
+    plms_state *st = s->state;
     st->ets_len = 0;
     st->ets_head = 0;
 }
 
-static void pndm_destroy(pndm_sampler *s) {
-    pndm_state *st = s->state;
+static void plms_destroy(pndm_sampler *s) {
+    plms_state *st = s->state;
     if (!st) return;
     free(st->plan);
     free(st->buf);
@@ -694,11 +694,11 @@ static void pndm_destroy(pndm_sampler *s) {
     s->state = NULL;
 }
 
-static const pndm_sampler_ops k_pndm_ops = {"pndm", pndm_step, pndm_reset, pndm_destroy};
+static const sampler_ops k_pndm_ops = {"pndm", plms_step, plms_reset, plms_destroy};
 
 int sched_pndm_call_indices(const pndm_sampler *s, int call, int64_t *t_idx, int64_t *prev_idx) {
     if (!s || s->ops != &k_pndm_ops || call < 0 || call >= s->num_calls) return 0;
-    const pndm_state *st = s->state;
+    const plms_state *st = s->state;
     *t_idx = st->plan[call].t_idx;
     *prev_idx = st->plan[call].prev_idx;
     return 1;
@@ -706,10 +706,10 @@ int sched_pndm_call_indices(const pndm_sampler *s, int call, int64_t *t_idx, int
 
 /* PNDMScheduler.set_timesteps (second part) and a dry run of step()'s bookkeeping (counter,
  * len(ets)), which depends on nothing but the call index. */
-static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (steps,) */, pndm_error *err) {
+static pndm_status plms_build_plan(pndm_sampler *s, const int64_t *base /* (steps,) */, pndm_error *err) {
     const int64_t T = s->cfg.num_train_timesteps, N = s->steps;
     const int skip = s->cfg.skip_prk_steps;
-    pndm_state *st = s->state;
+    plms_state *st = s->state;
     int64_t prk[12];
     int n_prk = 0;
     int64_t *ts;
@@ -718,18 +718,18 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
         /* prk_timesteps = []; plms_timesteps = concat(_t[:-1], _t[-2:-1], _t[-1:])[::-1] */
         calls = N >= 2 ? (int)N + 1 : 1;
         ts = malloc((size_t)calls * sizeof *ts);
-        if (!ts) return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+        if (!ts) return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
         int k = 0;
         /* ascending list, then reversed */
         int64_t *asc = malloc((size_t)calls * sizeof *asc);
         if (!asc) {
             free(ts);
-            return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+            return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
         }
         for (int64_t i = 0; i + 1 < N; i++) asc[k++] = base[i];
         if (N >= 2) asc[k++] = base[N - 2];
         asc[k++] = base[N - 1];
-        PNDM_ASSERT(k == calls);
+        CORE_ASSERT(k == calls);
         for (int i = 0; i < calls; i++) ts[i] = asc[calls - 1 - i];
         free(asc);
     } else {
@@ -738,7 +738,7 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
          * prk_timesteps = prk_timesteps[:-1].repeat(2)[1:-1][::-1];
          * plms_timesteps = _t[:-3][::-1] */
         if (N < 4)
-            return pndm_fail(err, PNDM_ERR_USAGE,
+            return core_fail(err, PNDM_ERR_USAGE,
                              "steps must be >= 4 for PNDM with PRK warm-up (got %lld; diffusers fails below 4; "
                              "skip_prk_steps allows fewer)",
                              (long long)N);
@@ -753,18 +753,18 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
         n_prk = 12;
         calls = 12 + (int)(N - 3);
         ts = malloc((size_t)calls * sizeof *ts);
-        if (!ts) return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+        if (!ts) return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
         for (int j = 0; j < 12; j++) ts[j] = prk[j];
         for (int64_t i = 0; i < N - 3; i++) ts[12 + i] = base[N - 4 - i];
     }
     s->timesteps = ts;
     s->num_calls = calls;
     st->plan = calloc((size_t)calls, sizeof *st->plan);
-    if (!st->plan) return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+    if (!st->plan) return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
 
     int ets_len = 0;
     for (int counter = 0; counter < calls; counter++) {
-        pndm_call *c = &st->plan[counter];
+        plms_call *c = &st->plan[counter];
         const int64_t t = ts[counter];
         if (counter < n_prk && !skip) {
             /* step_prk */
@@ -778,7 +778,7 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
             }
         } else {
             /* step_plms */
-            PNDM_ASSERT(skip || ets_len >= 3);
+            CORE_ASSERT(skip || ets_len >= 3);
             c->prev_idx = t - T / N;
             c->t_idx = t;
             if (counter != 1) {
@@ -796,14 +796,14 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
         }
         /* torch would wrap a negative index or raise on one >= T: refuse such runs */
         if (t < 0 || t >= T || c->t_idx < 0 || c->t_idx >= T || c->prev_idx >= T)
-            return pndm_fail(err, PNDM_ERR_USAGE,
+            return core_fail(err, PNDM_ERR_USAGE,
                              "steps %lld: call %d would use timestep %lld (alphas_cumprod index %lld, previous %lld) "
                              "outside 0..%lld",
                              (long long)N, counter, (long long)t, (long long)c->t_idx, (long long)c->prev_idx,
                              (long long)(T - 1));
-        pndm_coefficients(&s->sched, c);
+        plms_coefficients(&s->sched, c);
         if (!(c->denom > 0) || !isfinite(c->denom) || !isfinite(c->sample_coeff) || !(s->sched.alphas_cumprod[c->t_idx] > 0))
-            return pndm_fail(err, PNDM_ERR_MODEL,
+            return core_fail(err, PNDM_ERR_MODEL,
                              "scheduler config: step %d (timestep %lld -> %lld) divides by zero: alphas_cumprod "
                              "%g -> %g (betas too large or zero)",
                              counter, (long long)c->t_idx, (long long)c->prev_idx,
@@ -816,34 +816,34 @@ static pndm_status pndm_build_plan(pndm_sampler *s, const int64_t *base /* (step
 
 pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps, pndm_sampler **out,
                                      pndm_error *err) {
-    if (!out) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL output");
+    if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL output");
     *out = NULL;
-    if (!cfg) return pndm_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL config");
+    if (!cfg) return core_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL config");
     pndm_status st = sched_config_validate(cfg, NULL, err);
     if (st) return st;
     if (steps < 1 || steps > cfg->num_train_timesteps)
-        return pndm_fail(err, PNDM_ERR_USAGE, "steps must be in 1..%d (num_train_timesteps) (got %d)",
+        return core_fail(err, PNDM_ERR_USAGE, "steps must be in 1..%d (num_train_timesteps) (got %d)",
                          cfg->num_train_timesteps, steps);
     pndm_sampler *s = calloc(1, sizeof *s);
     int64_t *base = malloc((size_t)steps * sizeof *base);
     if (!s || !base) {
         free(s);
         free(base);
-        return pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+        return core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
     }
     s->ops = &k_pndm_ops;
     s->cfg = *cfg;
     s->cfg.trained_betas = NULL;
     s->steps = steps;
-    s->state = calloc(1, sizeof(pndm_state));
+    s->state = calloc(1, sizeof(plms_state));
     if (!s->state) {
-        st = pndm_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
+        st = core_fail(err, PNDM_ERR_NOMEM, "sampler: out of memory");
         goto fail;
     }
-    ((pndm_state *)s->state)->v_pred = cfg->prediction_type == PNDM_PRED_V;
+    ((plms_state *)s->state)->v_pred = cfg->prediction_type == PNDM_PRED_V;
     if ((st = sched_schedule_init(&s->sched, cfg, err)) != PNDM_OK) goto fail;
     if ((st = sched_spacing(cfg, steps, base, err)) != PNDM_OK) goto fail;
-    if ((st = pndm_build_plan(s, base, err)) != PNDM_OK) goto fail;
+    if ((st = plms_build_plan(s, base, err)) != PNDM_OK) goto fail;
     free(base);
     *out = s;
     return PNDM_OK;

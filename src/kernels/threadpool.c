@@ -5,13 +5,15 @@
  * call or a wake-up latency. The polling pauses for the first TP_PAUSE rounds and yields the CPU
  * for the rest (TP_SPIN rounds in all), so that on a busy machine the thread being waited for can
  * run. */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define tp_relax() _mm_pause()
@@ -158,4 +160,54 @@ void tp_run(tp_pool *p, size_t n_tasks, tp_task_fn fn, void *arg) {
         while (atomic_load(&p->active) > 0) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+/* ---- the default thread count ----------------------------------------------------------- */
+static pthread_once_t tp_default_once = PTHREAD_ONCE_INIT;
+static int tp_default = 1;
+
+static int read_int_file(const char *path, int *v) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fscanf(f, "%d", v) == 1;
+    fclose(f);
+    return ok;
+}
+
+/* Physical cores among the CPUs this process may run on: distinct (package, core) pairs from
+ * sysfs, else the CPU count. */
+static void tp_default_init(void) {
+    cpu_set_t set;
+    int n_cpus = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n_cpus = CPU_COUNT(&set);
+    if (n_cpus < 1) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_cpus = n > 0 ? (int)n : 1;
+        CPU_ZERO(&set);
+        for (int i = 0; i < n_cpus && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    }
+    int pairs[CPU_SETSIZE][2], n_pairs = 0, complete = 1;
+    for (int cpu = 0; cpu < CPU_SETSIZE && complete; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        char path[128];
+        int pkg, core;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
+        if (!read_int_file(path, &pkg)) { complete = 0; break; }
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", cpu);
+        if (!read_int_file(path, &core)) { complete = 0; break; }
+        int seen = 0;
+        for (int i = 0; i < n_pairs && !seen; i++) seen = pairs[i][0] == pkg && pairs[i][1] == core;
+        if (!seen) {
+            pairs[n_pairs][0] = pkg;
+            pairs[n_pairs][1] = core;
+            n_pairs++;
+        }
+    }
+    int n = complete && n_pairs > 0 ? n_pairs : n_cpus;
+    tp_default = n < 1 ? 1 : (n > TP_MAX_THREADS ? TP_MAX_THREADS : n);
+}
+
+int tp_default_threads(void) {
+    pthread_once(&tp_default_once, tp_default_init);
+    return tp_default;
 }

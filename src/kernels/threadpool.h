@@ -22,4 +22,10 @@ int tp_threads(const tp_pool *p);  /* 1 for a NULL pool */
  * fn must not call tp_run on the same pool. */
 void tp_run(tp_pool *p, size_t n_tasks, tp_task_fn fn, void *arg);
 
+/* Most threads a pool is given (larger requests are clamped by the callers). */
+#define TP_MAX_THREADS 256
+/* The number of physical cores among the CPUs this process may run on (SMT siblings count
+ * once; the CPU count when sysfs does not tell), clamped to [1, TP_MAX_THREADS]. */
+int tp_default_threads(void);
+
 #endif

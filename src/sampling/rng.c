@@ -190,7 +190,7 @@ RNG_INLINE void rng_fill16(float *data) {
 /* normal_fill_16_AVX2 on `chunks` consecutive chunks of 16. fmaf() is correctly rounded
  * everywhere, so both versions give the same bits; on x86-64 CPUs with AVX2+FMA the second one
  * turns each fmaf() into one instruction instead of a libm call (1x3x256x256: 2.5 ms instead of
- * 5.9 ms). pndm_randn_portable (rng.h) forces the first, for the tests. */
+ * 5.9 ms). rng_randn_portable (rng.h) forces the first, for the tests. */
 static void rng_fill_chunks_generic(float *data, size_t chunks) {
     for (size_t c = 0; c < chunks; c++) rng_fill16(data + 16 * c);
 }
@@ -247,7 +247,7 @@ static void rng_randn(pndm_rng *r, float *out, size_t n, int allow_fma) {
 
 void pndm_randn(pndm_rng *r, float *out, size_t n) { rng_randn(r, out, n, 1); }
 
-void pndm_randn_portable(pndm_rng *r, float *out, size_t n) { rng_randn(r, out, n, 0); }
+void rng_randn_portable(pndm_rng *r, float *out, size_t n) { rng_randn(r, out, n, 0); }
 
 void pndm_randn_batch(uint64_t seed, int per_image, int B, size_t per_image_count, float *out) {
     pndm_rng r;
