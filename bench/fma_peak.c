@@ -110,10 +110,16 @@ int main(int argc, char **argv) {
             for (char *s = argv[++i]; *s && nthr < 16;) {
                 char *end;
                 long v = strtol(s, &end, 10);
-                if (end == s || v < 1 || v > 64) { usage(); return 2; }
+                if (end == s || v < 1 || v > 64) {
+                    usage();
+                    return 2;
+                }
                 threads[nthr++] = (int)v;
                 s = *end == ',' ? end + 1 : end;
-                if (*end && *end != ',') { usage(); return 2; }
+                if (*end && *end != ',') {
+                    usage();
+                    return 2;
+                }
             }
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
@@ -122,10 +128,18 @@ int main(int argc, char **argv) {
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
-    if (!(seconds > 0.0) || seconds > 60.0 || repeats < 1 || repeats > 1000 || nthr < 1) { usage(); return 2; }
+    if (!(seconds > 0.0) || seconds > 60.0 || repeats < 1 || repeats > 1000 || nthr < 1) {
+        usage();
+        return 2;
+    }
 
     __builtin_cpu_init();
-    struct { const char *name; int ok; fma_kernel fn; double fpi; } isa[2] = {
+    struct {
+        const char *name;
+        int ok;
+        fma_kernel fn;
+        double fpi;
+    } isa[2] = {
         {"avx512", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"), fma_peak_avx512,
          FMA_PEAK_AVX512_FLOPS_PER_ITER},
         {"avx2", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), fma_peak_avx2,

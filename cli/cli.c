@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define EXIT_USAGE 2   /* PNDM_ERR_USAGE */
+#define EXIT_USAGE 2 /* PNDM_ERR_USAGE */
 
 const char *cli_prog = "pndm";
 

@@ -9,10 +9,10 @@
 
 typedef struct {
     int id;
-    char short_name;     /* 0: none */
+    char short_name; /* 0: none */
     const char *long_name;
-    const char *arg;     /* NULL: a switch */
-    const char *def;     /* shown in --help: "required", a default, or "" for nothing */
+    const char *arg; /* NULL: a switch */
+    const char *def; /* shown in --help: "required", a default, or "" for nothing */
     const char *help;
 } cli_opt;
 
@@ -35,8 +35,8 @@ int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Strict parsers: the whole string, no spaces or '+', range-checked; 1 on success. */
 int cli_parse_i64(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
-int cli_parse_double(const char *s, double *out);   /* finite values only */
+int cli_parse_double(const char *s, double *out); /* finite values only */
 
-double cli_now_s(void);   /* monotonic seconds */
+double cli_now_s(void); /* monotonic seconds */
 
 #endif

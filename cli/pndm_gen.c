@@ -28,9 +28,24 @@
 /* Options: one table drives parsing and --help.                                            */
 
 enum {
-    OPT_MODEL, OPT_STEPS, OPT_BATCH, OPT_SEED, OPT_PER_IMAGE, OPT_SCHED, OPT_SKIP_PRK, OPT_THREADS,
-    OPT_OUTPUT, OPT_GRID, OPT_LATENTS, OPT_NOISE, OPT_QUIET, OPT_VERBOSE, OPT_JSON, OPT_INFO,
-    OPT_HELP, OPT_VERSION
+    OPT_MODEL,
+    OPT_STEPS,
+    OPT_BATCH,
+    OPT_SEED,
+    OPT_PER_IMAGE,
+    OPT_SCHED,
+    OPT_SKIP_PRK,
+    OPT_THREADS,
+    OPT_OUTPUT,
+    OPT_GRID,
+    OPT_LATENTS,
+    OPT_NOISE,
+    OPT_QUIET,
+    OPT_VERBOSE,
+    OPT_JSON,
+    OPT_INFO,
+    OPT_HELP,
+    OPT_VERSION
 };
 
 static const cli_opt OPTS[] = {
@@ -39,7 +54,8 @@ static const cli_opt OPTS[] = {
     {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
     {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
-    {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off", "one generator per image, seeded seed+i (diffusers' generator list)"},
+    {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off",
+     "one generator per image, seeded seed+i (diffusers' generator list)"},
     {OPT_SCHED, 0, "scheduler-config", "FILE", "the model's", "scheduler_config.json replacing the model's"},
     {OPT_SKIP_PRK, 0, "skip-prk-steps", NULL, "off", "skip the pseudo Runge-Kutta warm-up (N+1 UNet calls)"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
@@ -108,12 +124,16 @@ static const char *ext_of(const char *path) {
 static int check_writable(const char *what, const char *path) {
     struct stat st;
     if (!*path) return cli_fail(PNDM_ERR_USAGE, "%s: empty path", what);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return cli_fail(PNDM_ERR_IO, "%s: '%s' is a directory", what, path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return cli_fail(PNDM_ERR_IO, "%s: '%s' is a directory", what, path);
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     if (stat(dir, &st) != 0) return cli_fail(PNDM_ERR_IO, "%s: directory '%s' does not exist", what, dir);
     if (!S_ISDIR(st.st_mode)) return cli_fail(PNDM_ERR_IO, "%s: '%s' is not a directory", what, dir);
     if (access(dir, W_OK) != 0) return cli_fail(PNDM_ERR_IO, "%s: directory '%s' is not writable", what, dir);
@@ -128,7 +148,10 @@ static int pattern_kind(const char *p) {
     int n = 0;
     for (const char *c = p; *c; c++) {
         if (*c != '%') continue;
-        if (c[1] == '%') { c++; continue; }
+        if (c[1] == '%') {
+            c++;
+            continue;
+        }
         const char *d = c + 1;
         if (*d == '0') d++;
         while (*d >= '0' && *d <= '9') d++;
@@ -143,7 +166,11 @@ static int pattern_kind(const char *p) {
 static void expand_pattern(const char *p, int i, char *out, size_t size) {
     size_t o = 0;
     for (const char *c = p; *c && o + 1 < size; c++) {
-        if (*c == '%' && c[1] == '%') { out[o++] = '%'; c++; continue; }
+        if (*c == '%' && c[1] == '%') {
+            out[o++] = '%';
+            c++;
+            continue;
+        }
         if (*c == '%') {
             int width = 0;
             const char *d = c + 1;
@@ -181,11 +208,12 @@ static void on_progress(int call, int total, int64_t t, void *user) {
     double el = cli_now_s() - ps->t0;
     double eta = call > 0 ? el / call * (total - call) : 0;
     if (ps->tty) {
-        fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el, eta);
+        fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el,
+                eta);
         if (call == total) fputc('\n', stderr);
         fflush(stderr);
     } else {
-        int every = (total + 9) / 10;  /* about ten lines per run */
+        int every = (total + 9) / 10; /* about ten lines per run */
         if (call == total || call - ps->last_printed >= every) {
             fprintf(stderr, "  UNet call %d/%d (t=%" PRId64 ") %.1f s elapsed\n", call, total, t, el);
             ps->last_printed = call;
@@ -245,15 +273,21 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_MODEL: a->model_path = val; break;
         case OPT_STEPS:
             if (!cli_parse_i64(val, 1, 100000, &a->steps))
-                return cli_usage_error("invalid --steps '%s': expected an integer from 1 to the model's num_train_timesteps", val);
+                return cli_usage_error(
+                    "invalid --steps '%s': expected an integer from 1 to the model's num_train_timesteps", val);
             break;
         case OPT_BATCH:
             if (!cli_parse_i64(val, 1, 1 << 20, &a->batch))
                 return cli_usage_error("invalid --batch '%s': expected an integer from 1 to 1048576", val);
             break;
         case OPT_SEED:
-            if (!strcmp(val, "-1") || !strcmp(val, "random")) { a->seed_given = 0; break; }
-            if (!cli_parse_u64(val, &a->seed)) return cli_usage_error("invalid --seed '%s': expected an integer from 0 to 2^64-1, or -1 for random", val);
+            if (!strcmp(val, "-1") || !strcmp(val, "random")) {
+                a->seed_given = 0;
+                break;
+            }
+            if (!cli_parse_u64(val, &a->seed))
+                return cli_usage_error("invalid --seed '%s': expected an integer from 0 to 2^64-1, or -1 for random",
+                                       val);
             a->seed_given = 1;
             break;
         case OPT_PER_IMAGE: a->per_image = 1; break;
@@ -271,28 +305,34 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_VERBOSE: g_verbose = 1; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_INFO: a->info_path = val; break;
-        case OPT_HELP: print_help(stdout); *exit_now = 1; return 0;
-        case OPT_VERSION: printf("pndm-gen %s\n", pndm_version()); *exit_now = 1; return 0;
+        case OPT_HELP:
+            print_help(stdout);
+            *exit_now = 1;
+            return 0;
+        case OPT_VERSION:
+            printf("pndm-gen %s\n", pndm_version());
+            *exit_now = 1;
+            return 0;
         }
     }
     return 0;
 }
 
 /* Build the PNG text chunks for image i. */
-static void png_params(const cli_args *a, const char *model, const char *sched_desc, uint64_t seed, int i,
-                       char *buf, size_t size) {
+static void png_params(const cli_args *a, const char *model, const char *sched_desc, uint64_t seed, int i, char *buf,
+                       size_t size) {
     snprintf(buf, size,
              "model=%s; seed=%" PRIu64 "; per_image_seeds=%d; image_index=%d; batch=%lld; steps=%lld; "
              "sampler=pndm; scheduler={%s}; pndm-gen=%s",
              model, seed, a->per_image, i, a->batch, a->steps, sched_desc, pndm_version());
 }
 
-static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text,
-                     int n_text) {
+static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text, int n_text) {
     void *buf;
     size_t size;
     pndm_error err;
-    if (pndm_png_encode(pix, w, h, c, text, n_text, &buf, &size, &err)) return cli_fail(err.code, "%s: %s", path, err.msg);
+    if (pndm_png_encode(pix, w, h, c, text, n_text, &buf, &size, &err))
+        return cli_fail(err.code, "%s: %s", path, err.msg);
     pndm_status s = pndm_write_file_atomic(path, buf, size, &err);
     free(buf);
     if (s) return cli_fail(s, "%s", err.msg);
@@ -303,13 +343,13 @@ static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, 
 static int signal_exit(void) { return g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
 
 /* Nothing more is written once a signal arrived; files already renamed into place stay. */
-#define STOP_IF_SIGNALLED(done, total)                                                              \
-    do {                                                                                            \
-        if (g_signal) {                                                                             \
-            rc = cli_fail(signal_exit(), "interrupted by %s: %d of %d output files written",            \
-                      g_signal == SIGTERM ? "SIGTERM" : "SIGINT", (done), (total));                \
-            goto out_json;                                                                          \
-        }                                                                                           \
+#define STOP_IF_SIGNALLED(done, total)                                                                                 \
+    do {                                                                                                               \
+        if (g_signal) {                                                                                                \
+            rc = cli_fail(signal_exit(), "interrupted by %s: %d of %d output files written",                           \
+                          g_signal == SIGTERM ? "SIGTERM" : "SIGINT", (done), (total));                                \
+            goto out_json;                                                                                             \
+        }                                                                                                              \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -337,7 +377,8 @@ int main(int argc, char **argv) {
     if (!out_png && !out_npy)
         return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a.output);
     int pk = pattern_kind(a.output);
-    if (pk < 0) return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
+    if (pk < 0)
+        return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
     if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a.output);
     if (a.grid && !out_png) return cli_usage_error("--grid needs a .png output");
     if (a.grid && pk > 0) return cli_usage_error("--grid writes one file: drop the %%d from '%s'", a.output);
@@ -352,8 +393,10 @@ int main(int argc, char **argv) {
     /* output paths: check now that they can be written */
     if (pk > 0 || (out_png && a.batch > 1 && !a.grid)) {
         char p0[PATH_MAX];
-        if (pk > 0) expand_pattern(a.output, 0, p0, sizeof p0);
-        else numbered_name(a.output, 0, p0, sizeof p0);
+        if (pk > 0)
+            expand_pattern(a.output, 0, p0, sizeof p0);
+        else
+            numbered_name(a.output, 0, p0, sizeof p0);
         if ((rc = check_writable("output", p0))) return rc;
     } else if ((rc = check_writable("output", a.output))) {
         return rc;
@@ -377,8 +420,9 @@ int main(int argc, char **argv) {
     const char *model_path = a.model_path ? a.model_path : pndm_default_model_path();
     if (!model_path) {
         if (have_override) pndm_scheduler_config_free(&sched_override);
-        return cli_fail(PNDM_ERR_USAGE, "no --model given and the bundled default model was not found "
-                                    "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
+        return cli_fail(PNDM_ERR_USAGE,
+                        "no --model given and the bundled default model was not found "
+                        "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
     }
 
     double t_load = cli_now_s();
@@ -399,7 +443,7 @@ int main(int argc, char **argv) {
     if (a.skip_prk) sched.skip_prk_steps = 1;
     if (a.steps > sched.num_train_timesteps) {
         rc = cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a.steps,
-                         sched.num_train_timesteps);
+                             sched.num_train_timesteps);
         goto out_sched;
     }
 
@@ -417,9 +461,10 @@ int main(int argc, char **argv) {
     size_t need = pndm_gen_memory_estimate(model, &p);
     long long avail = mem_available_bytes();
     if (n == SIZE_MAX || need == SIZE_MAX || (avail > 0 && (double)need > (double)avail * 0.9)) {
-        rc = cli_fail(PNDM_ERR_NOMEM, "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
-                                  "use a smaller --batch",
-                  B, need == SIZE_MAX ? INFINITY : (double)need / (1 << 30), (double)avail / (1 << 30));
+        rc = cli_fail(PNDM_ERR_NOMEM,
+                      "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
+                      "use a smaller --batch",
+                      B, need == SIZE_MAX ? INFINITY : (double)need / (1 << 30), (double)avail / (1 << 30));
         goto out_sched;
     }
     if (C != 1 && C != 3 && out_png) {
@@ -430,7 +475,9 @@ int main(int argc, char **argv) {
     char sched_desc[512];
     pndm_scheduler_config_describe(&sched, sched_desc, sizeof sched_desc);
     if (!g_quiet) {
-        fprintf(stderr, "pndm-gen: model %s (%d ch, %dx%d, %.2f M params), seed %" PRIu64 "%s, %d steps, batch %d, %d threads\n",
+        fprintf(stderr,
+                "pndm-gen: model %s (%d ch, %dx%d, %.2f M params), seed %" PRIu64
+                "%s, %d steps, batch %d, %d threads\n",
                 model_path, C, S, S, (double)pndm_model_param_count(model) / 1e6, a.seed,
                 a.per_image ? " (+i per image)" : "", p.steps, B, p.n_threads);
         if (g_verbose)
@@ -438,9 +485,9 @@ int main(int argc, char **argv) {
                     sched_desc, pndm_kernel_path(), (double)need / (1 << 20), t_load);
     }
 
-    float *latents = malloc(n * sizeof *latents);              // (B, C, S, S)
+    float *latents = malloc(n * sizeof *latents); // (B, C, S, S)
     float *noise = a.noise_path ? malloc(n * sizeof *noise) : NULL;
-    float *images = malloc(n * sizeof *images);                // (B, S, S, C)
+    float *images = malloc(n * sizeof *images); // (B, S, S, C)
     uint8_t *pix = malloc(n);
     if (!latents || !images || !pix || (a.noise_path && !noise)) {
         rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", B);
@@ -464,9 +511,10 @@ int main(int argc, char **argv) {
      * written as black: refuse instead */
     for (size_t i = 0; i < n; i++)
         if (!isfinite(latents[i])) {
-            rc = cli_fail(PNDM_ERR_MODEL, "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
-                                      "contain NaN/Inf or overflow float32; nothing written",
-                      model_path, i / (n / (size_t)B));
+            rc = cli_fail(PNDM_ERR_MODEL,
+                          "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
+                          "contain NaN/Inf or overflow float32; nothing written",
+                          model_path, i / (n / (size_t)B));
             goto out_buf;
         }
     pndm_latents_to_images(latents, B, C, S, S, images);
@@ -479,22 +527,40 @@ int main(int argc, char **argv) {
     int n_written = 0;
     STOP_IF_SIGNALLED(n_written, total_files);
     if (a.noise_path) {
-        shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
-        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
+        shape[0] = B;
+        shape[1] = C;
+        shape[2] = S;
+        shape[3] = S;
+        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) {
+            rc = cli_fail(err.code, "%s", err.msg);
+            goto out_json;
+        }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.noise_path));
         n_written++;
         STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (a.latents_path) {
-        shape[0] = B; shape[1] = C; shape[2] = S; shape[3] = S;
-        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
+        shape[0] = B;
+        shape[1] = C;
+        shape[2] = S;
+        shape[3] = S;
+        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) {
+            rc = cli_fail(err.code, "%s", err.msg);
+            goto out_json;
+        }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.latents_path));
         n_written++;
         STOP_IF_SIGNALLED(n_written, total_files);
     }
     if (out_npy) {
-        shape[0] = B; shape[1] = S; shape[2] = S; shape[3] = C;
-        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) { rc = cli_fail(err.code, "%s", err.msg); goto out_json; }
+        shape[0] = B;
+        shape[1] = S;
+        shape[2] = S;
+        shape[3] = C;
+        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) {
+            rc = cli_fail(err.code, "%s", err.msg);
+            goto out_json;
+        }
         cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
     } else if (a.grid || B == 1) {
         int cols = 1;
@@ -502,7 +568,10 @@ int main(int argc, char **argv) {
         int rows = (B + cols - 1) / cols;
         int gw = cols * S, gh = rows * S;
         uint8_t *g = B == 1 ? pix : calloc((size_t)gw * gh * C, 1);
-        if (!g) { rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the grid image"); goto out_json; }
+        if (!g) {
+            rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the grid image");
+            goto out_json;
+        }
         if (B > 1)
             for (int b = 0; b < B; b++)
                 for (int y = 0; y < S; y++)
@@ -519,8 +588,10 @@ int main(int argc, char **argv) {
     } else {
         for (int b = 0; b < B; b++) {
             char path[PATH_MAX], params[1024], seedbuf[32];
-            if (pk > 0) expand_pattern(a.output, b, path, sizeof path);
-            else numbered_name(a.output, b, path, sizeof path);
+            if (pk > 0)
+                expand_pattern(a.output, b, path, sizeof path);
+            else
+                numbered_name(a.output, b, path, sizeof path);
             png_params(&a, model_path, sched_desc, a.seed, b, params, sizeof params);
             snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.per_image ? a.seed + (uint64_t)b : a.seed);
             pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
@@ -537,8 +608,9 @@ int main(int argc, char **argv) {
     if (pndm_sampler_create_pndm(&sched, p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
     pndm_sampler_free(smp);
     if (!g_quiet)
-        fprintf(stderr, "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n",
-                B, B == 1 ? "" : "s", t_gen, calls, t_gen / calls, B / t_gen, a.seed);
+        fprintf(stderr,
+                "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n", B,
+                B == 1 ? "" : "s", t_gen, calls, t_gen / calls, B / t_gen, a.seed);
     if (a.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddItemToObject(j, "files", files);
@@ -566,7 +638,10 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(tm, "images_per_s", B / t_gen);
         cJSON_AddItemToObject(j, "timings", tm);
         char *s = cJSON_Print(j);
-        if (s) { puts(s); free(s); }
+        if (s) {
+            puts(s);
+            free(s);
+        }
         cJSON_Delete(j);
     } else {
         for (int k = 0; k < cJSON_GetArraySize(files); k++) puts(cJSON_GetArrayItem(files, k)->valuestring);

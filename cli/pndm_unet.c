@@ -25,7 +25,8 @@ static const cli_opt OPTS[] = {
      "pndm .safetensors, diffusers model or pipeline folder, or diffusers .safetensors with config.json beside it"},
     {OPT_SAMPLE, 'x', "sample", "FILE.npy", "required", "input sample, float32 (B, C, H, W)"},
     {OPT_TIMESTEP, 0, "timestep", "T", "", "one timestep for every batch element (integer or float, used as given)"},
-    {OPT_TIMESTEPS, 0, "timesteps", "FILE.npy", "", "one timestep per batch element, shape (B,), int64/int32/float32/float64"},
+    {OPT_TIMESTEPS, 0, "timesteps", "FILE.npy", "",
+     "one timestep per batch element, shape (B,), int64/int32/float32/float64"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
     {OPT_OUTPUT, 'o', "output", "FILE.npy", "required", "output, float32 (B, C_out, H, W), written atomically"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "print model, kernels, threads and time on stderr"},
@@ -49,7 +50,7 @@ typedef struct {
     const char *model, *sample, *timesteps, *output;
     int has_t;
     double t;
-    int threads;   /* 0: default */
+    int threads; /* 0: default */
     int verbose;
 } cli_args;
 
@@ -109,14 +110,14 @@ static int run(const cli_args *a) {
     }
     if (xs.ndim != 4 || xs.shape[0] < 1 || xs.shape[1] < 1 || xs.shape[2] < 1 || xs.shape[3] < 1 ||
         xs.shape[0] > INT_MAX || xs.shape[2] > INT_MAX || xs.shape[3] > INT_MAX) {
-        rc = cli_fail(PNDM_ERR_INPUT, "%s: sample must have shape (B, C, H, W) with every size >= 1 (got %d dims)", a->sample,
-                  xs.ndim);
+        rc = cli_fail(PNDM_ERR_INPUT, "%s: sample must have shape (B, C, H, W) with every size >= 1 (got %d dims)",
+                      a->sample, xs.ndim);
         goto done;
     }
     const int B = (int)xs.shape[0], H = (int)xs.shape[2], W = (int)xs.shape[3];
     if (xs.shape[1] != pndm_model_in_channels(m)) {
         rc = cli_fail(PNDM_ERR_INPUT, "%s: sample has %lld channels, the model takes %d", a->sample,
-                  (long long)xs.shape[1], pndm_model_in_channels(m));
+                      (long long)xs.shape[1], pndm_model_in_channels(m));
         goto done;
     }
     if (pndm_npy_to_f32(&xs, &x, &err) != PNDM_OK) {
@@ -147,7 +148,8 @@ static int run(const cli_args *a) {
             goto done;
         }
         if (ts.ndim != 1 || ts.shape[0] != B) {
-            rc = cli_fail(PNDM_ERR_INPUT, "%s: timesteps must have shape (%d,) (one per batch element)", a->timesteps, B);
+            rc = cli_fail(PNDM_ERR_INPUT, "%s: timesteps must have shape (%d,) (one per batch element)", a->timesteps,
+                          B);
             goto done;
         }
         if (pndm_npy_to_f32(&ts, &tv, &err) != PNDM_OK) {
@@ -164,7 +166,7 @@ static int run(const cli_args *a) {
     }
     const int C_out = pndm_model_out_channels(m);
     const size_t n = (size_t)B * (size_t)C_out * (size_t)H * (size_t)W;
-    y = malloc(n * sizeof *y);                              // (B, C_out, H, W)
+    y = malloc(n * sizeof *y); // (B, C_out, H, W)
     if (!y) {
         rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the output (%zu floats)", n);
         goto done;
@@ -181,9 +183,10 @@ static int run(const cli_args *a) {
     double t2 = cli_now_s();
     for (size_t i = 0; i < n; i++)
         if (!isfinite(y[i])) {
-            rc = cli_fail(PNDM_ERR_MODEL, "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
-                                      "its weights contain NaN/Inf or overflow float32; nothing written",
-                      a->model, i);
+            rc = cli_fail(PNDM_ERR_MODEL,
+                          "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
+                          "its weights contain NaN/Inf or overflow float32; nothing written",
+                          a->model, i);
             goto done;
         }
     const int64_t shape[4] = {B, C_out, H, W};
@@ -202,10 +205,12 @@ static int run(const cli_args *a) {
         goto done;
     }
     if (a->verbose)
-        fprintf(stderr, "pndm-unet: %s, %zu parameters, kernels %s, %d threads; load %.1f ms, forward (%d, %d, %d, %d) %.1f ms\n",
-                pndm_model_path(m), pndm_model_param_count(m), pndm_kernel_path(),
-                a->threads > 0 ? a->threads : pndm_default_threads(), (t1 - t0) * 1e3, B, (int)xs.shape[1], H, W,
-                (t2 - t1) * 1e3);
+        fprintf(
+            stderr,
+            "pndm-unet: %s, %zu parameters, kernels %s, %d threads; load %.1f ms, forward (%d, %d, %d, %d) %.1f ms\n",
+            pndm_model_path(m), pndm_model_param_count(m), pndm_kernel_path(),
+            a->threads > 0 ? a->threads : pndm_default_threads(), (t1 - t0) * 1e3, B, (int)xs.shape[1], H, W,
+            (t2 - t1) * 1e3);
     printf("%s\n", a->output);
 done:
     free(x);

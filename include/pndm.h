@@ -45,13 +45,13 @@ extern "C" {
 
 typedef enum pndm_status {
     PNDM_OK = 0,
-    PNDM_ERR_INTERNAL = 1,    /* a bug: please report */
-    PNDM_ERR_USAGE = 2,       /* invalid argument or flag value */
-    PNDM_ERR_MODEL = 3,       /* model / config / scheduler file invalid or unsupported */
-    PNDM_ERR_IO = 4,          /* a file cannot be read or written */
-    PNDM_ERR_NOMEM = 5,       /* out of memory, or a request larger than the machine allows */
-    PNDM_ERR_INPUT = 6,       /* an input data file (.npy) is malformed or has the wrong shape */
-    PNDM_ERR_INTERRUPTED = 7  /* cancelled (SIGINT/SIGTERM or the cancel flag) */
+    PNDM_ERR_INTERNAL = 1,   /* a bug: please report */
+    PNDM_ERR_USAGE = 2,      /* invalid argument or flag value */
+    PNDM_ERR_MODEL = 3,      /* model / config / scheduler file invalid or unsupported */
+    PNDM_ERR_IO = 4,         /* a file cannot be read or written */
+    PNDM_ERR_NOMEM = 5,      /* out of memory, or a request larger than the machine allows */
+    PNDM_ERR_INPUT = 6,      /* an input data file (.npy) is malformed or has the wrong shape */
+    PNDM_ERR_INTERRUPTED = 7 /* cancelled (SIGINT/SIGTERM or the cancel flag) */
 } pndm_status;
 
 typedef struct pndm_error {
@@ -71,8 +71,8 @@ const char *pndm_version(void);
 typedef struct pndm_rng {
     uint32_t mt[624];
     int mti;
-    uint64_t seed;     /* as given to pndm_rng_seed (only the low 32 bits seed the engine) */
-    int has_cached;    /* torch's cached double normal (scalar path, numel < 16) */
+    uint64_t seed;  /* as given to pndm_rng_seed (only the low 32 bits seed the engine) */
+    int has_cached; /* torch's cached double normal (scalar path, numel < 16) */
     double cached;
 } pndm_rng;
 
@@ -95,15 +95,15 @@ typedef enum { PNDM_PRED_EPSILON, PNDM_PRED_V } pndm_prediction_type;
 typedef enum { PNDM_SPACING_LEADING, PNDM_SPACING_LINSPACE, PNDM_SPACING_TRAILING } pndm_spacing;
 
 typedef struct pndm_scheduler_config {
-    int num_train_timesteps;          /* 1000 */
-    double beta_start, beta_end;      /* 0.0001, 0.02 */
-    pndm_beta_schedule beta_schedule; /* linear */
-    float *trained_betas;             /* NULL, or num_train_timesteps values (owned) */
-    int skip_prk_steps;               /* 0 */
-    int set_alpha_to_one;             /* 0 */
+    int num_train_timesteps;              /* 1000 */
+    double beta_start, beta_end;          /* 0.0001, 0.02 */
+    pndm_beta_schedule beta_schedule;     /* linear */
+    float *trained_betas;                 /* NULL, or num_train_timesteps values (owned) */
+    int skip_prk_steps;                   /* 0 */
+    int set_alpha_to_one;                 /* 0 */
     pndm_prediction_type prediction_type; /* epsilon */
-    pndm_spacing timestep_spacing;    /* leading */
-    int steps_offset;                 /* 0 */
+    pndm_spacing timestep_spacing;        /* leading */
+    int steps_offset;                     /* 0 */
 } pndm_scheduler_config;
 
 /* diffusers' PNDMScheduler defaults. */
@@ -111,8 +111,8 @@ pndm_scheduler_config pndm_scheduler_default_config(void);
 /* Parse a scheduler_config.json text (any diffusers scheduler's; keys PNDMScheduler ignores are
  * accepted, invalid values refused by name with PNDM_ERR_MODEL). `source` names the file in
  * messages. *cfg is written only on success (then free it with pndm_scheduler_config_free). */
-pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source,
-                                        pndm_scheduler_config *cfg, pndm_error *err);
+pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source, pndm_scheduler_config *cfg,
+                                        pndm_error *err);
 void pndm_scheduler_config_free(pndm_scheduler_config *cfg); /* frees trained_betas */
 /* One line describing the config, for PNG metadata and logs. */
 void pndm_scheduler_config_describe(const pndm_scheduler_config *cfg, char *buf, size_t size);
@@ -123,16 +123,15 @@ typedef struct pndm_sampler pndm_sampler;
  * 1..num_train_timesteps, steps < 4 with PRK, and step counts for which diffusers fails or uses
  * timesteps outside 0..num_train_timesteps-1 (steps_offset too large, some "trailing" counts);
  * a config whose alphas_cumprod makes a step divide by zero: PNDM_ERR_MODEL. */
-pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps,
-                                     pndm_sampler **out, pndm_error *err);
+pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps, pndm_sampler **out, pndm_error *err);
 void pndm_sampler_free(pndm_sampler *s);
 int pndm_sampler_num_calls(const pndm_sampler *s);
 /* Timestep given to the model at call i (0 <= i < num_calls). */
 int64_t pndm_sampler_timestep(const pndm_sampler *s, int call);
 /* One scheduler step for call i: sample (n floats, in/out) <- step(model_out, t_i, sample).
  * Calls must be made in order 0, 1, ... */
-pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out, float *sample,
-                              size_t n, pndm_error *err);
+pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out, float *sample, size_t n,
+                              pndm_error *err);
 /* Restart at call 0 (clears the multistep history). */
 void pndm_sampler_reset(pndm_sampler *s);
 
@@ -147,8 +146,7 @@ typedef struct pndm_model pndm_model;
  * with config.json beside it. Everything is validated before use. */
 pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err);
 /* The same from a memory buffer holding a single-file model (not copied; must outlive m). */
-pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name,
-                                   pndm_model **out, pndm_error *err);
+pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name, pndm_model **out, pndm_error *err);
 void pndm_model_free(pndm_model *m);
 
 int pndm_model_in_channels(const pndm_model *m);
@@ -167,8 +165,8 @@ const char *pndm_default_model_path(void);
 /* One UNet forward. x: (B, C_in, H, W); t: B timesteps (one per element; pass the same value B
  * times for a shared one); out: (B, C_out, H, W). n_threads <= 0: the default (physical cores).
  * H and W must be divisible by 2^(levels-1). */
-pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W,
-                              const float *t, float *out, int n_threads, pndm_error *err);
+pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t, float *out,
+                              int n_threads, pndm_error *err);
 
 /* Default thread count: the number of physical cores among the CPUs this process may run on
  * (SMT siblings count once). The forward keeps one pool of that many threads per model between
@@ -187,15 +185,15 @@ const char *pndm_kernel_path(void);
 typedef void (*pndm_progress_fn)(int call, int total_calls, int64_t timestep, void *user);
 
 typedef struct pndm_gen_params {
-    int steps;                 /* inference steps (50) */
-    int batch;                 /* images (1) */
-    uint64_t seed;             /* torch.manual_seed(seed) (0) */
-    int per_image_seeds;       /* 0: one generator for the batch; 1: image i uses seed+i */
-    int n_threads;             /* <= 0: pndm_default_threads() */
+    int steps;                              /* inference steps (50) */
+    int batch;                              /* images (1) */
+    uint64_t seed;                          /* torch.manual_seed(seed) (0) */
+    int per_image_seeds;                    /* 0: one generator for the batch; 1: image i uses seed+i */
+    int n_threads;                          /* <= 0: pndm_default_threads() */
     const pndm_scheduler_config *scheduler; /* NULL: the model's */
-    pndm_progress_fn progress; /* called after each UNet call (may be NULL) */
+    pndm_progress_fn progress;              /* called after each UNet call (may be NULL) */
     void *progress_user;
-    volatile int *cancel;      /* if non-NULL and set non-zero, stop with PNDM_ERR_INTERRUPTED */
+    volatile int *cancel; /* if non-NULL and set non-zero, stop with PNDM_ERR_INTERRUPTED */
 } pndm_gen_params;
 
 pndm_gen_params pndm_gen_default_params(void);
@@ -205,17 +203,16 @@ size_t pndm_gen_latent_count(const pndm_model *m, const pndm_gen_params *p);
 size_t pndm_gen_memory_estimate(const pndm_model *m, const pndm_gen_params *p);
 /* Runs the pipeline. noise_out (may be NULL): the initial noise; latents_out: the final sample
  * before clamping. Both (B, C, S, S). */
-pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out,
-                          float *latents_out, pndm_error *err);
+pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out, float *latents_out,
+                          pndm_error *err);
 
 /* The same loop around any denoiser (a model of your own, or a stand-in in tests):
  * fn(x (B,C,S,S), B, C, S, t (B timesteps), out (B,C,S,S) = predicted noise or v). cfg is
  * required here (p->scheduler is ignored). */
-typedef pndm_status (*pndm_denoise_fn)(const float *x, int B, int C, int S, const float *t, float *out,
-                                       void *user, pndm_error *err);
-pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
-                                 const pndm_scheduler_config *cfg, const pndm_gen_params *p,
-                                 float *noise_out, float *latents_out, pndm_error *err);
+typedef pndm_status (*pndm_denoise_fn)(const float *x, int B, int C, int S, const float *t, float *out, void *user,
+                                       pndm_error *err);
+pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S, const pndm_scheduler_config *cfg,
+                                 const pndm_gen_params *p, float *noise_out, float *latents_out, pndm_error *err);
 
 /* image = clamp(latent/2 + 0.5, 0, 1), transposed to (B, H, W, C) (diffusers output_type="np"). */
 void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, float *images);

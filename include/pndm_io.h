@@ -28,8 +28,8 @@ typedef struct pndm_npy {
     pndm_npy_dtype dtype;
     int ndim;
     int64_t shape[8];
-    size_t count;      /* product of shape */
-    void *data;        /* malloc'ed, native little-endian, C order */
+    size_t count; /* product of shape */
+    void *data;   /* malloc'ed, native little-endian, C order */
 } pndm_npy;
 /* Parse .npy (format 1.0/2.0/3.0, little-endian or byte-swapped, C or Fortran order -> C). */
 pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pndm_npy *out, pndm_error *err);
@@ -38,25 +38,26 @@ void pndm_npy_free(pndm_npy *a);
 /* Convert any numeric array to a malloc'ed float32 copy. */
 pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err);
 /* Serialize float32 data of the given shape into a malloc'ed .npy buffer. */
-pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out,
-                                size_t *out_size, pndm_error *err);
+pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out, size_t *out_size,
+                                pndm_error *err);
 /* encode + pndm_write_file_atomic */
-pndm_status pndm_npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape,
-                              pndm_error *err);
+pndm_status pndm_npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape, pndm_error *err);
 
 /* PNG: 8-bit gray (channels 1) or RGB (3), rows top to bottom, interleaved channels.
  * text: n_text key/value pairs stored as tEXt/iTXt chunks (generation parameters). */
-typedef struct pndm_png_text { const char *key; const char *value; } pndm_png_text;
-pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels,
-                            const pndm_png_text *text, int n_text, void **out, size_t *out_size,
-                            pndm_error *err);
+typedef struct pndm_png_text {
+    const char *key;
+    const char *value;
+} pndm_png_text;
+pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels, const pndm_png_text *text,
+                            int n_text, void **out, size_t *out_size, pndm_error *err);
 /* Read the text chunks back: calls fn(key, value, user) for each. */
 typedef void (*pndm_png_text_fn)(const char *key, const char *value, void *user);
-pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
-                               pndm_png_text_fn fn, void *user, pndm_error *err);
+pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source, pndm_png_text_fn fn, void *user,
+                               pndm_error *err);
 /* Decode an 8-bit gray/RGB PNG (golden comparisons, --info). *pixels malloc'ed. */
-pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels,
-                            int *width, int *height, int *channels, pndm_error *err);
+pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels, int *width, int *height,
+                            int *channels, pndm_error *err);
 
 #ifdef __cplusplus
 }

@@ -11,10 +11,10 @@
 
 #include <stdint.h>
 
-#define TOL 1e-5   /* relative to max(1, max|ref|): float32 sums of up to a few thousand terms */
+#define TOL 1e-5 /* relative to max(1, max|ref|): float32 sums of up to a few thousand terms */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) {   /* uniform in [-1, 1) */
+static float frand(void) { /* uniform in [-1, 1) */
     rng_state ^= rng_state << 13;
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
@@ -95,7 +95,7 @@ static void conv_ref(const float *x, int B, int H, int W, const float *w, const 
                                 int iy = oy * g->stride - g->pad_t + ky, ix = ox * g->stride - g->pad_l + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                                 s += (double)w[((size_t)(co * g->cin + ci) * g->k + ky) * g->k + kx] *
-                                     x[(((size_t)b * g->cin + ci) * H + iy) * W + ix];
+                                    x[(((size_t)b * g->cin + ci) * H + iy) * W + ix];
                             }
                     size_t i = (((size_t)b * g->cout + co) * Ho + oy) * Wo + ox;
                     if (res) s += res[i];
@@ -123,7 +123,7 @@ static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, in
     conv_ref(x, B, H, W, w, with_bias ? bias : NULL, &g, e.img_bias, e.res, e.div, ref);
     op_conv2d(&c1.c, &cw, x, B, H, W, &e, y1);
     op_conv2d(&c3.c, &cw, x, B, H, W, &e, y3);
-    op_conv_epi e1 = e;   /* the last image alone */
+    op_conv_epi e1 = e; /* the last image alone */
     if (e1.img_bias) e1.img_bias += (size_t)(B - 1) * g.cout;
     if (e1.res) e1.res += (size_t)(B - 1) * per;
     op_conv2d(&c3.c, &cw, x + (size_t)(B - 1) * g.cin * H * W, 1, H, W, &e1, solo);
@@ -151,7 +151,8 @@ static void test_conv(void) {
         printf(" winograd %s\n", wino ? "on" : "off");
         conv_case("3x3 s1 p1", 2, 7, 9, (op_conv_geom){5, 6, 3, 1, 1, 1, 1, 1}, 1, 0);
         conv_case("3x3 s2 p1", 2, 8, 10, (op_conv_geom){4, 3, 3, 2, 1, 1, 1, 1}, 1, 0);
-        conv_case("3x3 s2 pad (0,0,1,1) (Downsample2D padding=0)", 2, 8, 8, (op_conv_geom){4, 5, 3, 2, 0, 0, 1, 1}, 1, 0);
+        conv_case("3x3 s2 pad (0,0,1,1) (Downsample2D padding=0)", 2, 8, 8, (op_conv_geom){4, 5, 3, 2, 0, 0, 1, 1}, 1,
+                  0);
         conv_case("1x1", 3, 5, 6, (op_conv_geom){7, 9, 1, 1, 0, 0, 0, 0}, 1, 0);
         conv_case("1x1 no bias, > 256 pixels", 2, 20, 20, (op_conv_geom){3, 4, 1, 1, 0, 0, 0, 0}, 0, 0);
         /* K = 300 * 9 = 2700 -> 11 k blocks; 130 outputs -> 9 panels, the last one of 2 rows */
@@ -173,7 +174,8 @@ static void test_conv(void) {
 static void test_linear(void) {
     printf("linear\n");
     int B = 3, in = 37, out = 21;
-    float *x = rand_buf((size_t)B * in), *w = rand_buf((size_t)in * out), *b = rand_buf((size_t)out), *y = malloc(sizeof(float) * B * out);
+    float *x = rand_buf((size_t)B * in), *w = rand_buf((size_t)in * out), *b = rand_buf((size_t)out),
+          *y = malloc(sizeof(float) * B * out);
     double ref[3 * 21];
     for (int i = 0; i < B; i++)
         for (int o = 0; o < out; o++) {
@@ -196,7 +198,7 @@ static void gn_case(const char *label, int B, int C, int HW, int G, int film, in
     size_t n = (size_t)B * C * HW;
     float *x = rand_buf(n), *gamma = rand_buf((size_t)C), *beta = rand_buf((size_t)C), *y = malloc(n * sizeof *y);
     float *ss = rand_buf((size_t)B * 2 * C), *y3 = malloc(n * sizeof *y3);
-    for (size_t i = 0; i < n; i++) x[i] = 3.0f * x[i] + 0.5f;   /* non-zero mean */
+    for (size_t i = 0; i < n; i++) x[i] = 3.0f * x[i] + 0.5f; /* non-zero mean */
     double *ref = malloc(n * sizeof *ref);
     int cpg = C / G;
     for (int b = 0; b < B; b++)
@@ -220,12 +222,15 @@ static void gn_case(const char *label, int B, int C, int HW, int G, int film, in
     ctx_holder c1, c3;
     ctx_make(&c1, 1, 0, 0);
     ctx_make(&c3, 3, 0, 0);
-    op_group_norm(&c1.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C, silu, y);
-    op_group_norm(&c3.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C, silu, y3);
+    op_group_norm(&c1.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C,
+                  silu, y);
+    op_group_norm(&c3.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C,
+                  silu, y3);
     check_close(label, y, ref, n, TOL);
     CHECK_MSG(memcmp(y, y3, n * sizeof *y) == 0, "%s: 1 vs 3 threads differ", label);
     /* in place */
-    op_group_norm(&c3.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C, silu, x);
+    op_group_norm(&c3.c, x, B, C, HW, G, gamma, beta, 1e-5f, film ? ss : NULL, film ? ss + C : NULL, (size_t)2 * C,
+                  silu, x);
     CHECK_MSG(memcmp(y, x, n * sizeof *y) == 0, "%s: in place differs", label);
     ctx_free(&c1);
     ctx_free(&c3);
@@ -279,7 +284,7 @@ static void upfirdn_ref(const float *x, int H, int W, const double *k, int kh, i
             double s = 0;
             for (int ky = 0; ky < kh; ky++)
                 for (int kx = 0; kx < kh; kx++) {
-                    int uy = oy * down + ky - p0, ux = ox * down + kx - p0;   /* position in the stuffed image */
+                    int uy = oy * down + ky - p0, ux = ox * down + kx - p0; /* position in the stuffed image */
                     if (uy < 0 || ux < 0 || uy >= H * up || ux >= W * up || uy % up || ux % up) continue;
                     s += k[(kh - 1 - ky) * kh + (kh - 1 - kx)] * x[(uy / up) * W + ux / up];
                 }
@@ -302,7 +307,8 @@ static void test_resample(void) {
     op_upsample_nearest2(&c1.c, x, B, C, H, W, y);
     for (int p = 0; p < B * C; p++)
         for (int i = 0; i < 2 * H; i++)
-            for (int j = 0; j < 2 * W; j++) ref[((size_t)p * 2 * H + i) * 2 * W + j] = x[((size_t)p * H + i / 2) * W + j / 2];
+            for (int j = 0; j < 2 * W; j++)
+                ref[((size_t)p * 2 * H + i) * 2 * W + j] = x[((size_t)p * H + i / 2) * W + j / 2];
     check_close("upsample nearest x2", y, ref, 4 * n, 0);
     /* avg pool 2x2 */
     op_avgpool2(&c1.c, x, B, C, H, W, y);
@@ -324,14 +330,14 @@ static void test_resample(void) {
     int Ho = 0, Wo = 0;
     op_fir_upsample2(&c1.c, x, B, C, H, W, y);
     op_fir_upsample2(&c3.c, x, B, C, H, W, y3);
-    for (int p = 0; p < B * C; p++)   /* pad_value = 4 - 2 = 2: pad ((2 + 1) // 2 + 2 - 1, 2 // 2) = (2, 1) */
+    for (int p = 0; p < B * C; p++) /* pad_value = 4 - 2 = 2: pad ((2 + 1) // 2 + 2 - 1, 2 // 2) = (2, 1) */
         upfirdn_ref(x + (size_t)p * H * W, H, W, ku, 4, 2, 1, 2, 1, ref + (size_t)p * 4 * H * W, &Ho, &Wo);
     CHECK(Ho == 2 * H && Wo == 2 * W);
     check_close("FIR upsample x2 (upfirdn2d_native)", y, ref, 4 * n, 1e-6);
     CHECK(memcmp(y, y3, 4 * n * sizeof *y) == 0);
     op_fir_downsample2(&c1.c, x, B, C, H, W, y);
     op_fir_downsample2(&c3.c, x, B, C, H, W, y3);
-    for (int p = 0; p < B * C; p++)   /* pad ((2 + 1) // 2, 2 // 2) = (1, 1), down 2 */
+    for (int p = 0; p < B * C; p++) /* pad ((2 + 1) // 2, 2 // 2) = (1, 1), down 2 */
         upfirdn_ref(x + (size_t)p * H * W, H, W, kd, 4, 1, 2, 1, 1, ref + (size_t)p * H * W / 4, &Ho, &Wo);
     CHECK(Ho == H / 2 && Wo == W / 2);
     check_close("FIR downsample x2 (upfirdn2d_native)", y, ref, n / 4, 1e-6);
@@ -347,7 +353,8 @@ static void test_resample(void) {
 /* ---- attention ----------------------------------------------------------------------------- */
 static void attn_case(const char *label, int B, int C, int HW, int heads) {
     size_t n = (size_t)B * C * HW;
-    float *q = rand_buf(n), *k = rand_buf(n), *v = rand_buf(n), *o = malloc(n * sizeof *o), *o3 = malloc(n * sizeof *o3);
+    float *q = rand_buf(n), *k = rand_buf(n), *v = rand_buf(n), *o = malloc(n * sizeof *o),
+          *o3 = malloc(n * sizeof *o3);
     double *ref = malloc(n * sizeof *ref), *p = malloc((size_t)HW * sizeof *p);
     int d = C / heads;
     float scale = (float)pow(d, -0.5);
@@ -426,7 +433,7 @@ static void test_embeddings(void) {
         snprintf(label, sizeof label, "timestep embedding dim %d flip %d shift %g", dim, flip, (double)shift);
         /* float32 rounding of t * freq: |arg| <= 999 -> 6e-5 absolute */
         check_close(label, y, ref, (size_t)3 * dim, 1e-4);
-        CHECK(y[0 * dim + (flip ? 0 : half)] == 1.0f);   /* t = 0: cos = 1 */
+        CHECK(y[0 * dim + (flip ? 0 : half)] == 1.0f); /* t = 0: cos = 1 */
     }
     const float tf[2] = {0.25f, 10.0f};
     float w[5], y[2 * 5 * 2];

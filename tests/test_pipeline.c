@@ -19,7 +19,10 @@ static float *load_f32(const char *dir, const char *file, size_t *n) {
     pndm_npy a;
     pndm_error err;
     float *f = NULL;
-    if (pndm_npy_load(path, &a, &err)) { fprintf(stderr, "%s\n", err.msg); return NULL; }
+    if (pndm_npy_load(path, &a, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return NULL;
+    }
     if (pndm_npy_to_f32(&a, &f, &err)) f = NULL;
     if (n) *n = a.count;
     pndm_npy_free(&a);
@@ -27,8 +30,10 @@ static float *load_f32(const char *dir, const char *file, size_t *n) {
 }
 
 /* the deterministic stand-in model of the manifests (double precision, no contraction) */
-static pndm_status standin(const float *x, int B, int C, int S, const float *t, float *out, void *user, pndm_error *err) {
-    (void)user; (void)err;
+static pndm_status standin(const float *x, int B, int C, int S, const float *t, float *out, void *user,
+                           pndm_error *err) {
+    (void)user;
+    (void)err;
     size_t per = (size_t)C * S * S;
     for (int b = 0; b < B; b++) {
         volatile double td = (double)t[b];
@@ -57,7 +62,10 @@ static int read_case(const char *name, case_info *ci) {
     size_t size;
     pndm_error err;
     snprintf(path, sizeof path, DATA "%s/manifest.json", name);
-    if (pndm_read_file(path, 0, &buf, &size, &err)) { fprintf(stderr, "%s\n", err.msg); return 0; }
+    if (pndm_read_file(path, 0, &buf, &size, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 0;
+    }
     cJSON *j = cJSON_Parse(buf);
     free(buf);
     if (!j) return 0;
@@ -102,13 +110,19 @@ static void run_case(const char *name) {
     case_info ci;
     CHECK_MSG(read_case(name, &ci), "%s: manifest", name);
     pndm_scheduler_config cfg;
-    if (!load_sched(name, &cfg)) { CHECK_MSG(0, "%s: scheduler config", name); return; }
+    if (!load_sched(name, &cfg)) {
+        CHECK_MSG(0, "%s: scheduler config", name);
+        return;
+    }
     pndm_model *m = NULL;
     pndm_error err;
     if (ci.model_dir[0]) {
         pndm_status s = pndm_model_load(ci.model_dir, &m, &err);
         CHECK_MSG(s == PNDM_OK, "%s: load %s: %s", name, ci.model_dir, err.msg);
-        if (s) { pndm_scheduler_config_free(&cfg); return; }
+        if (s) {
+            pndm_scheduler_config_free(&cfg);
+            return;
+        }
         ci.C = pndm_model_in_channels(m);
         ci.S = pndm_model_sample_size(m);
     }
@@ -138,7 +152,8 @@ static void run_case(const char *name) {
     float *ts = load_f32(name, "timesteps.npy", &rn);
     CHECK(ts && smp && (int)rn == pndm_sampler_num_calls(smp));
     if (ts && smp && (int)rn == pndm_sampler_num_calls(smp))
-        for (size_t i = 0; i < rn; i++) CHECK_MSG((float)pndm_sampler_timestep(smp, (int)i) == ts[i], "%s: timestep %zu", name, i);
+        for (size_t i = 0; i < rn; i++)
+            CHECK_MSG((float)pndm_sampler_timestep(smp, (int)i) == ts[i], "%s: timestep %zu", name, i);
     free(ts);
     pndm_sampler_free(smp);
     /* final latents: max|err| <= 1e-5 * max|ref| */
@@ -148,7 +163,8 @@ static void run_case(const char *name) {
     if (ref && rn == n) {
         lat_err = test_max_abs_diff(lat, ref, n);
         lat_max = test_max_abs(ref, n);
-        CHECK_MSG(lat_err <= 1e-5 * (lat_max > 1 ? lat_max : 1), "%s: latents max|err| %.3g (max|ref| %.3g)", name, lat_err, lat_max);
+        CHECK_MSG(lat_err <= 1e-5 * (lat_max > 1 ? lat_max : 1), "%s: latents max|err| %.3g (max|ref| %.3g)", name,
+                  lat_err, lat_max);
     }
     free(ref);
     /* images */
@@ -169,7 +185,10 @@ static void run_case(const char *name) {
         char path[1024], *buf;
         size_t size;
         snprintf(path, sizeof path, DATA "%s/image_%d.png", name, b);
-        if (pndm_read_file(path, 0, &buf, &size, &err)) { CHECK_MSG(0, "%s", err.msg); continue; }
+        if (pndm_read_file(path, 0, &buf, &size, &err)) {
+            CHECK_MSG(0, "%s", err.msg);
+            continue;
+        }
         uint8_t *px = NULL;
         int w, h, c;
         s = pndm_png_decode(buf, size, path, &px, &w, &h, &c, &err);
@@ -188,9 +207,13 @@ static void run_case(const char *name) {
     }
     CHECK_MSG(total > 0, "%s: no PNG compared", name);
     if (m) CHECK_MSG((double)diff1 <= 0.001 * (double)total, "%s: %zu of %zu PNG pixels differ", name, diff1, total);
-    printf("%-28s latents max|err| %.3g (rel %.2g of %.3g), images max|err| %.3g, PNG pixels differing %zu/%zu (max %d)\n",
-           name, lat_err, lat_max > 0 ? lat_err / lat_max : 0, lat_max, img_err, diff1, total, maxd);
-    free(noise); free(lat); free(img); free(pix);
+    printf(
+        "%-28s latents max|err| %.3g (rel %.2g of %.3g), images max|err| %.3g, PNG pixels differing %zu/%zu (max %d)\n",
+        name, lat_err, lat_max > 0 ? lat_err / lat_max : 0, lat_max, img_err, diff1, total, maxd);
+    free(noise);
+    free(lat);
+    free(img);
+    free(pix);
     pndm_scheduler_config_free(&cfg);
     pndm_model_free(m);
 }
@@ -199,10 +222,17 @@ static void run_case(const char *name) {
 static void determinism(void) {
     pndm_model *m = NULL;
     pndm_error err;
-    if (pndm_model_load(PNDM_TEST_DATA "/unet/c_gray/model", &m, &err)) { CHECK_MSG(0, "%s", err.msg); return; }
+    if (pndm_model_load(PNDM_TEST_DATA "/unet/c_gray/model", &m, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
     pndm_scheduler_config cfg = pndm_scheduler_default_config();
     pndm_gen_params p = pndm_gen_default_params();
-    p.steps = 5; p.batch = 3; p.seed = 11; p.per_image_seeds = 1; p.scheduler = &cfg;
+    p.steps = 5;
+    p.batch = 3;
+    p.seed = 11;
+    p.per_image_seeds = 1;
+    p.scheduler = &cfg;
     size_t n = pndm_gen_latent_count(m, &p), per = n / 3;
     float *a = malloc(n * 4), *b = malloc(n * 4), *one = malloc(per * 4);
     p.n_threads = 1;
@@ -215,7 +245,9 @@ static void determinism(void) {
     CHECK_MSG(memcmp(a, b, n * 4) == 0, "1 vs 3 threads differ");
     for (int i = 0; i < 3; i++) {
         pndm_gen_params q = p;
-        q.batch = 1; q.seed = 11 + (uint64_t)i; q.n_threads = 2;
+        q.batch = 1;
+        q.seed = 11 + (uint64_t)i;
+        q.n_threads = 2;
         CHECK(pndm_generate(m, &q, NULL, one, &err) == PNDM_OK);
         CHECK_MSG(memcmp(one, a + i * per, per * 4) == 0, "image %d alone differs from image %d of the batch", i, i);
     }
@@ -223,18 +255,19 @@ static void determinism(void) {
     volatile int cancel = 1;
     p.cancel = &cancel;
     CHECK(pndm_generate(m, &p, NULL, b, &err) == PNDM_ERR_INTERRUPTED);
-    free(a); free(b); free(one);
+    free(a);
+    free(b);
+    free(one);
     pndm_model_free(m);
 }
 
 int main(void) {
     static const char *cases[] = {
-        "standin_default_s20_b2", "standin_skip_prk_s10_b1",
-        "a_dummy_default_s10_b1", "a_dummy_default_s10_b4", "a_dummy_default_s50_b1", "a_dummy_default_s50_b4",
-        "a_dummy_skip_prk_s10_b1", "a_dummy_skip_prk_s10_b4", "a_dummy_skip_prk_s50_b1", "a_dummy_skip_prk_s50_b4",
-        "c_gray_default_s10_b1", "c_gray_default_s10_b4", "c_gray_default_s50_b1", "c_gray_default_s50_b4",
-        "c_gray_listgen_s10_b3", "c_gray_skip_prk_s10_b1", "c_gray_skip_prk_s10_b4", "c_gray_skip_prk_s50_b1",
-        "c_gray_skip_prk_s50_b4",
+        "standin_default_s20_b2",  "standin_skip_prk_s10_b1", "a_dummy_default_s10_b1",  "a_dummy_default_s10_b4",
+        "a_dummy_default_s50_b1",  "a_dummy_default_s50_b4",  "a_dummy_skip_prk_s10_b1", "a_dummy_skip_prk_s10_b4",
+        "a_dummy_skip_prk_s50_b1", "a_dummy_skip_prk_s50_b4", "c_gray_default_s10_b1",   "c_gray_default_s10_b4",
+        "c_gray_default_s50_b1",   "c_gray_default_s50_b4",   "c_gray_listgen_s10_b3",   "c_gray_skip_prk_s10_b1",
+        "c_gray_skip_prk_s10_b4",  "c_gray_skip_prk_s50_b1",  "c_gray_skip_prk_s50_b4",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
     determinism();

@@ -19,7 +19,10 @@ static uint32_t be32(const unsigned char *p) {
 }
 
 static void put_be32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16); p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
 }
 
 static uint32_t crc32_png(const unsigned char *p, size_t n) {
@@ -62,7 +65,10 @@ static int ref_decode(const void *buf, size_t size, int gray, unsigned char **ou
 }
 
 /* write an arbitrary-format PNG with libpng (for decoder conversion tests) */
-typedef struct { unsigned char *buf; size_t size; } membuf;
+typedef struct {
+    unsigned char *buf;
+    size_t size;
+} membuf;
 static void mem_write(png_structp png, png_bytep data, size_t len) {
     membuf *m = png_get_io_ptr(png);
     m->buf = realloc(m->buf, m->size + len);
@@ -111,7 +117,10 @@ static void roundtrip(int w, int h, int ch) {
     pndm_error err;
     pndm_status s = pndm_png_encode(px, w, h, ch, NULL, 0, &png, &size, &err);
     CHECK_MSG(s == PNDM_OK, "%s", err.msg);
-    if (s != PNDM_OK) { free(px); return; }
+    if (s != PNDM_OK) {
+        free(px);
+        return;
+    }
     const unsigned char *b = png;
     CHECK(size > 33 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
     CHECK(be32(b + 16) == (uint32_t)w && be32(b + 20) == (uint32_t)h); /* IHDR */
@@ -143,7 +152,11 @@ static void roundtrip(int w, int h, int ch) {
 }
 
 /* ---- text ---- */
-typedef struct { int n; char key[8][96]; char value[8][256]; } text_seen;
+typedef struct {
+    int n;
+    char key[8][96];
+    char value[8][256];
+} text_seen;
 static void on_text(const char *key, const char *value, void *user) {
     text_seen *t = user;
     if (t->n < 8) {
@@ -159,9 +172,11 @@ static void test_text(void) {
     const pndm_png_text text[] = {
         {"Software", "pndm 0.1.0"},
         {"parameters", "steps=50 seed=42 batch=1\nscheduler: PNDM (beta linear 0.0001..0.02)"},
-        {"Comment", "caf\xc3\xa9 \xc3\xb1 \xc2\xbd"},                           /* Latin-1 range: tEXt */
+        {"Comment", "caf\xc3\xa9 \xc3\xb1 \xc2\xbd"},                                     /* Latin-1 range: tEXt */
         {"prompt", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xe2\x9c\x93 \xf0\x9f\x98\x80"}, /* needs iTXt */
-        {"Gr\xc3\xbc\xc3\x9f""e", "ok"},                                                /* Latin-1 key */
+        {"Gr\xc3\xbc\xc3\x9f"
+         "e",
+         "ok"}, /* Latin-1 key */
         {"empty", ""},
     };
     void *png = NULL;
@@ -174,7 +189,10 @@ static void test_text(void) {
     CHECK(count_chunks(png, size, "iTXt") == 1);
     /* Latin-1 on disk: "caf\xe9" */
     CHECK(memmem(png, size, "caf\xe9 \xf1 \xbd", 7) != NULL);
-    CHECK(memmem(png, size, "Gr\xfc\xdf" "e", 5) != NULL);
+    CHECK(memmem(png, size,
+                 "Gr\xfc\xdf"
+                 "e",
+                 5) != NULL);
 
     text_seen seen;
     memset(&seen, 0, sizeof seen);
@@ -228,10 +246,17 @@ static void test_text(void) {
 
     /* invalid keys and values are refused before anything is written */
     const pndm_png_text bad[][1] = {
-        {{"", "x"}}, {{" lead", "x"}}, {{"trail ", "x"}}, {{"dou  ble", "x"}},
+        {{"", "x"}},
+        {{" lead", "x"}},
+        {{"trail ", "x"}},
+        {{"dou  ble", "x"}},
         {{"0123456789012345678901234567890123456789012345678901234567890123456789012345678X", "x"}}, /* 80 */
-        {{"\xe6\x97\xa5", "x"}}, {{"tab\there", "x"}}, {{"ok", "bad \xff utf8"}}, {{"ok", "\xc3"}},
-        {{"ok", "\xed\xa0\x80 surrogate"}}, {{"ok", "\xc0\x80 overlong"}},
+        {{"\xe6\x97\xa5", "x"}},
+        {{"tab\there", "x"}},
+        {{"ok", "bad \xff utf8"}},
+        {{"ok", "\xc3"}},
+        {{"ok", "\xed\xa0\x80 surrogate"}},
+        {{"ok", "\xc0\x80 overlong"}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         void *o = (void *)1;
@@ -242,7 +267,8 @@ static void test_text(void) {
         CHECK_CONTAINS(err.msg, i < 7 ? "is not a PNG keyword" : "is not valid UTF-8");
     }
     /* a 79-character key is fine */
-    const pndm_png_text k79[1] = {{"012345678901234567890123456789012345678901234567890123456789012345678901234567X", "v"}};
+    const pndm_png_text k79[1] = {
+        {"012345678901234567890123456789012345678901234567890123456789012345678901234567X", "v"}};
     CHECK(pndm_png_encode(px, 3, 2, 3, k79, 1, &png, &size, &err) == PNDM_OK);
     free(png);
 }
@@ -268,7 +294,8 @@ static void test_conversions(void) {
     /* 16-bit gray, 3x1: k*257 -> k */
     {
         uint16_t v[3] = {0, 257 * 100, 65535};
-        membuf m = write_raw(3, 1, 16, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, (unsigned char *)v, 6, NULL, 0, NULL, 0);
+        membuf m =
+            write_raw(3, 1, 16, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, (unsigned char *)v, 6, NULL, 0, NULL, 0);
         CHECK(pndm_png_decode(m.buf, m.size, "g16.png", &out, &w, &h, &c, &err) == PNDM_OK);
         CHECK(w == 3 && h == 1 && c == 1 && out && out[0] == 0 && out[1] == 100 && out[2] == 255);
         free(out);
@@ -321,9 +348,12 @@ static void test_golden(void) {
     pndm_npy img;
     s = pndm_npy_load(PNDM_TEST_DATA "/png/standin_default_s20_b2_images.npy", &img, &err);
     CHECK_MSG(s == PNDM_OK, "%s", err.msg);
-    if (s != PNDM_OK) { free(png); return; }
-    CHECK(img.dtype == PNDM_NPY_F32 && img.ndim == 4 && img.shape[0] == 2 && img.shape[1] == 32 &&
-          img.shape[2] == 32 && img.shape[3] == 3);
+    if (s != PNDM_OK) {
+        free(png);
+        return;
+    }
+    CHECK(img.dtype == PNDM_NPY_F32 && img.ndim == 4 && img.shape[0] == 2 && img.shape[1] == 32 && img.shape[2] == 32 &&
+          img.shape[3] == 3);
     uint8_t *px = NULL;
     int w, h, c;
     s = pndm_png_decode(png, size, path, &px, &w, &h, &c, &err);

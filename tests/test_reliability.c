@@ -15,8 +15,7 @@
 #include <time.h>
 
 /* A safetensors buffer with one tensor `name` of `dtype` holding `nbytes` bytes of `data`. */
-static size_t make_st(uint8_t *out, const char *name, const char *dtype, size_t count, const void *data,
-                      size_t esize) {
+static size_t make_st(uint8_t *out, const char *name, const char *dtype, size_t count, const void *data, size_t esize) {
     char hdr[256];
     int hl = snprintf(hdr, sizeof hdr, "{\"%s\":{\"dtype\":\"%s\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}", name,
                       dtype, count, count * esize);
@@ -161,7 +160,7 @@ static void test_workspace_estimate_any_size(void) {
                       " \"down_block_types\": [\"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\"],"
                       " \"attention_head_dim\": 4}";
     size_t w8 = ws_of(two, 8), w1 = ws_of(two, 1), big = ws_of(one, 65536), mid = ws_of(one, 16384);
-    CHECK(w8 > 0 && w1 > 0);                 /* reached without SIGFPE */
+    CHECK(w8 > 0 && w1 > 0);                  /* reached without SIGFPE */
     CHECK(mid > ((size_t)16384 * 16384 * 4)); /* at least one full-size activation */
     CHECK(big > mid);                         /* no int overflow to a small number */
 }

@@ -38,8 +38,8 @@ static size_t bit_mismatches(const char *what, const void *got, const void *want
             float fg, fw;
             memcpy(&fg, &gb, 4);
             memcpy(&fw, &wb, 4);
-            fprintf(stderr, "  %s[%zu]: got %.9g (0x%08x) want %.9g (0x%08x)\n", what, i, fg,
-                    (unsigned)gb, fw, (unsigned)wb);
+            fprintf(stderr, "  %s[%zu]: got %.9g (0x%08x) want %.9g (0x%08x)\n", what, i, fg, (unsigned)gb, fw,
+                    (unsigned)wb);
         }
         bad++;
     }
@@ -90,8 +90,8 @@ static void check_seed(uint64_t seed) {
             float tmp[64];
             pndm_rng_seed(&r, seed);
             pndm_randn(&r, tmp, counts[k]);
-            CHECK_MSG(pndm_rng_u32(&r) == ((const uint32_t *)a.data)[used[k]],
-                      "randn(%zu) should consume %d words", counts[k], used[k]);
+            CHECK_MSG(pndm_rng_u32(&r) == ((const uint32_t *)a.data)[used[k]], "randn(%zu) should consume %d words",
+                      counts[k], used[k]);
         }
         pndm_npy_free(&a);
     } else {
@@ -110,17 +110,20 @@ static void check_seed(uint64_t seed) {
     }
 
     /* randn of several shapes: n < 16 (scalar double path), n = 16, n % 16 != 0 (tail) */
-    static const char *files[] = {"randn_3.npy", "randn_1x1x3x5.npy", "randn_16.npy",
-                                  "randn_17.npy", "randn_2x3x7x5.npy", "randn_1x1x28x28.npy",
+    static const char *files[] = {"randn_3.npy",         "randn_1x1x3x5.npy",  "randn_16.npy",
+                                  "randn_17.npy",        "randn_2x3x7x5.npy",  "randn_1x1x28x28.npy",
                                   "randn_1x3x32x32.npy", "randn_4x3x32x32.npy"};
     for (size_t k = 0; k < sizeof files / sizeof *files; k++) check_randn_file(seed, files[k]);
 
     /* consecutive draws from one generator (the cached normal persists across calls) */
     static const char *seq[] = {"seq_0_2x3x7x5.npy", "seq_1_1x3x32x32.npy", "seq_2_3.npy",
-                                "seq_3_2.npy", "seq_4_1x1x28x28.npy", "seq_5_1.npy"};
+                                "seq_3_2.npy",       "seq_4_1x1x28x28.npy", "seq_5_1.npy"};
     pndm_rng_seed(&r, seed);
     for (size_t k = 0; k < sizeof seq / sizeof *seq; k++) {
-        if (!load(seed, seq[k], &a)) { CHECK(0); break; }
+        if (!load(seed, seq[k], &a)) {
+            CHECK(0);
+            break;
+        }
         float *out = malloc(a.count * sizeof *out);
         pndm_randn(&r, out, a.count);
         char what[160];
@@ -215,8 +218,10 @@ int main(void) {
      * seed 1918 word 50706 gives +0 at 50706 and 50714 (r*cos < 0 and r*sin < 0 without the
      * fmadd), seed 3577 word 27493 gives +0 at 27493 and 27501 (r*sin = -0 without it). */
     {
-        static const struct { uint64_t seed; size_t idx, n; } zc[] = {{1918, 50706, 50720},
-                                                                     {3577, 27493, 27504}};
+        static const struct {
+            uint64_t seed;
+            size_t idx, n;
+        } zc[] = {{1918, 50706, 50720}, {3577, 27493, 27504}};
         for (int k = 0; k < 2; k++) {
             pndm_rng r;
             pndm_rng_seed(&r, zc[k].seed);
@@ -228,8 +233,8 @@ int main(void) {
             uint32_t b0, b8;
             memcpy(&b0, &out[zc[k].idx], 4);
             memcpy(&b8, &out[zc[k].idx + 8], 4);
-            CHECK_MSG(b0 == 0 && b8 == 0, "seed %llu: want +0 +0, got 0x%08x 0x%08x",
-                      (unsigned long long)zc[k].seed, (unsigned)b0, (unsigned)b8);
+            CHECK_MSG(b0 == 0 && b8 == 0, "seed %llu: want +0 +0, got 0x%08x 0x%08x", (unsigned long long)zc[k].seed,
+                      (unsigned)b0, (unsigned)b8);
             free(out);
         }
     }

@@ -30,9 +30,16 @@ static unsigned char *build_str(const char *header, size_t data_size, size_t *si
     return b;
 }
 
-static void put_u16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static void put_u16(unsigned char *p, uint16_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
 
-static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
 
 /* ---- valid file ---- */
 static void test_valid(void) {
@@ -48,20 +55,22 @@ static void test_valid(void) {
     for (int i = 0; i < 4; i++) put_u16(data + 40 + 2 * i, bf[i]);
     float u[2] = {7.0f, -0.125f};
     memcpy(data + 50, u, sizeof u);
-    const char *hdr =
-        "{\"__metadata__\":{\"format\":\"pt\",\"config\":\"{\\\"a\\\": 1}\"},"
-        "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[40,48]},"
-        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-        "\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[58,58]},"
-        "\"h\":{\"dtype\":\"F16\",\"shape\":[8],\"data_offsets\":[24,40]},"
-        "\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[50,58]}}";
+    const char *hdr = "{\"__metadata__\":{\"format\":\"pt\",\"config\":\"{\\\"a\\\": 1}\"},"
+                      "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[40,48]},"
+                      "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                      "\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[58,58]},"
+                      "\"h\":{\"dtype\":\"F16\",\"shape\":[8],\"data_offsets\":[24,40]},"
+                      "\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[50,58]}}";
     size_t size;
     unsigned char *buf = build(hdr, strlen(hdr), data, sizeof data, &size);
     tt_table f;
     pndm_error err = {0};
     pndm_status s = st_parse(&f, buf, size, "valid.safetensors", &err);
     CHECK_MSG(s == PNDM_OK, "%s", err.msg);
-    if (s != PNDM_OK) { free(buf); return; }
+    if (s != PNDM_OK) {
+        free(buf);
+        return;
+    }
     CHECK(f.n_tensors == 5);
     CHECK(f.n_meta == 2);
     CHECK(tt_meta(&f, "format") && strcmp(tt_meta(&f, "format"), "pt") == 0);
@@ -76,7 +85,8 @@ static void test_valid(void) {
         CHECK(ta->dtype == TT_F32 && ta->ndim == 2 && ta->shape[0] == 2 && ta->shape[1] == 3);
         CHECK(ta->count == 6 && ta->nbytes == 24);
         CHECK((const unsigned char *)ta->data == buf + size - sizeof data);
-        const float *v; int owned = -1;
+        const float *v;
+        int owned = -1;
         CHECK(tt_tensor_f32(&f, ta, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 0 && v == ta->data); /* aligned F32: used in place */
         for (int i = 0; i < 6; i++) CHECK(f32_bits(v[i]) == f32_bits(a[i]));
@@ -85,13 +95,14 @@ static void test_valid(void) {
     const tt_tensor *th = tt_find(&f, "h");
     CHECK(th && th->dtype == TT_F16 && th->count == 8 && th->nbytes == 16);
     if (th) {
-        const float *v; int owned = -1;
+        const float *v;
+        int owned = -1;
         CHECK(tt_tensor_f32(&f, th, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1);
         CHECK(v[0] == 1.0f);
         CHECK(v[1] == -2.0f);
-        CHECK(v[2] == ldexpf(1.0f, -24));            /* smallest subnormal */
-        CHECK(v[3] == ldexpf(1023.0f, -24));         /* largest subnormal */
+        CHECK(v[2] == ldexpf(1.0f, -24));    /* smallest subnormal */
+        CHECK(v[3] == ldexpf(1023.0f, -24)); /* largest subnormal */
         CHECK(isinf(v[4]) && v[4] > 0);
         CHECK(isinf(v[5]) && v[5] < 0);
         CHECK(isnan(v[6]));
@@ -101,7 +112,8 @@ static void test_valid(void) {
     const tt_tensor *tb = tt_find(&f, "b");
     CHECK(tb && tb->dtype == TT_BF16 && tb->count == 4);
     if (tb) {
-        const float *v; int owned = -1;
+        const float *v;
+        int owned = -1;
         CHECK(tt_tensor_f32(&f, tb, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1);
         CHECK(v[0] == 1.0f);
@@ -113,7 +125,8 @@ static void test_valid(void) {
     const tt_tensor *tu = tt_find(&f, "u");
     CHECK(tu && tu->dtype == TT_F32 && tu->count == 2);
     if (tu) {
-        const float *v; int owned = -1;
+        const float *v;
+        int owned = -1;
         CHECK(tt_tensor_f32(&f, tu, &v, &owned, &err) == PNDM_OK);
         CHECK(owned == 1); /* offset 50: not 4-byte aligned, so copied */
         CHECK(v[0] == 7.0f && v[1] == -0.125f);
@@ -122,7 +135,8 @@ static void test_valid(void) {
     const tt_tensor *tz = tt_find(&f, "z");
     CHECK(tz && tz->count == 0 && tz->nbytes == 0 && tz->ndim == 2 && tz->shape[1] == 3);
     if (tz) {
-        const float *v; int owned = -1;
+        const float *v;
+        int owned = -1;
         CHECK(tt_tensor_f32(&f, tz, &v, &owned, &err) == PNDM_OK);
         if (owned) free((void *)v);
     }
@@ -167,7 +181,8 @@ static void test_valid(void) {
             for (int i = 0; i < g.n_tensors; i++) {
                 const unsigned char *d = g.tensors[i].data;
                 if (d < m || d + g.tensors[i].nbytes > m + size) bad++;
-                const float *v; int owned;
+                const float *v;
+                int owned;
                 if (tt_tensor_f32(&g, &g.tensors[i], &v, &owned, &e2) == PNDM_OK && owned) free((void *)v);
             }
         } else if (s2 == PNDM_ERR_MODEL && g.n_tensors == 0 && e2.msg[0]) {
@@ -190,8 +205,10 @@ static void test_f16_exhaustive(void) {
         int sign = (h >> 15) & 1, e = (h >> 10) & 31, m = h & 1023;
         float got = tt_f16_to_f32((uint16_t)h);
         if (e == 31) {
-            if (m == 0) { if (!(isinf(got) && (signbit(got) != 0) == sign)) wrong++; }
-            else if (!isnan(got) || (signbit(got) != 0) != sign) wrong++;
+            if (m == 0) {
+                if (!(isinf(got) && (signbit(got) != 0) == sign)) wrong++;
+            } else if (!isnan(got) || (signbit(got) != 0) != sign)
+                wrong++;
             continue;
         }
         double ref = e == 0 ? ldexp((double)m, -24) : ldexp(1.0 + m / 1024.0, e - 15);
@@ -210,7 +227,7 @@ static void test_f16_exhaustive(void) {
 /* ---- hostile inputs ---- */
 typedef struct {
     const char *what;
-    const char *header;  /* JSON text, or NULL to use raw */
+    const char *header; /* JSON text, or NULL to use raw */
     size_t data_size;
     const unsigned char *raw;
     size_t raw_size;
@@ -245,7 +262,8 @@ static void test_hostile(void) {
     static const unsigned char seven[7] = {1, 0, 0, 0, 0, 0, 0};
     static const unsigned char huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, '{', '}'};
     static const unsigned char over_cap[16] = {0x01, 0x00, 0x40, 0x06, 0, 0, 0, 0, '{', '}'}; /* 100 MiB + 1 */
-    static const unsigned char past_end[18] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+    static const unsigned char past_end[18] = {100, 0,   0,   0,   0,   0,   0,   0,   '{',
+                                               '}', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
     static const unsigned char zero_len[8] = {0};
     static const unsigned char with_nul[16] = {8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', 0, ' ', ' ', ' ', ' '};
     const hostile_case cases[] = {
@@ -263,7 +281,8 @@ static void test_hostile(void) {
         {"string header", "\"x\"", 0, NULL, 0, "header is a string, expected a JSON object"},
         {"entry not object", "{\"w\": 5}", 0, NULL, 0, "tensor 'w': header entry is a number, expected an object"},
         {"entry null", "{\"w\": null}", 0, NULL, 0, "tensor 'w': header entry is null"},
-        {"missing dtype", "{\"w\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0, "tensor 'w': missing \"dtype\""},
+        {"missing dtype", "{\"w\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
+         "tensor 'w': missing \"dtype\""},
         {"dtype number", "{\"w\": {\"dtype\": 3, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "\"dtype\" is a number, expected a string"},
         {"unknown dtype", "{\"w\": {\"dtype\": \"Q7\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
@@ -274,11 +293,12 @@ static void test_hostile(void) {
          "dtype I64 is not supported (only F32, F16, BF16)"},
         {"lowercase f32", "{\"w\": {\"dtype\": \"f32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "unknown dtype 'f32'"},
-        {"missing shape", "{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, NULL, 0, "tensor 'w': missing \"shape\""},
+        {"missing shape", "{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, NULL, 0,
+         "tensor 'w': missing \"shape\""},
         {"shape string", "{\"w\": {\"dtype\": \"F32\", \"shape\": \"4\", \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "\"shape\" is a string, expected an array"},
-        {"9 dims", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
-         "shape has 9 dimensions (at most 8"},
+        {"9 dims", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 4, NULL,
+         0, "shape has 9 dimensions (at most 8"},
         {"negative dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2, -3], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "shape[1] = -3 is not a non-negative integer"},
         {"fractional dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2.5], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
@@ -287,11 +307,14 @@ static void test_hostile(void) {
          "shape[0] is a string"},
         {"huge dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1e300], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "below 2^53"},
-        {"count overflow", "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}", 4,
-         NULL, 0, "shape [4294967296, 4294967296] x F32 overflows"},
-        {"bytes overflow", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2147483648, 2147483648], \"data_offsets\": [0, 4]}}", 4,
-         NULL, 0, "x F32 overflows"},
-        {"missing offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, NULL, 0, "tensor 'w': missing \"data_offsets\""},
+        {"count overflow",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
+         "shape [4294967296, 4294967296] x F32 overflows"},
+        {"bytes overflow",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [2147483648, 2147483648], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
+         "x F32 overflows"},
+        {"missing offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, NULL, 0,
+         "tensor 'w': missing \"data_offsets\""},
         {"offsets object", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": {}}}", 4, NULL, 0,
          "\"data_offsets\" is an object"},
         {"offsets length", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4, NULL, 0,
@@ -304,24 +327,32 @@ static void test_hostile(void) {
          "data_offsets [8, 4] are reversed"},
         {"offsets past data", "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [4, 20]}}", 16, NULL, 0,
          "data_offsets [4, 20] end beyond the 16 bytes of tensor data"},
-        {"huge offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [9007199254740000, 9007199254740004]}}",
-         4, NULL, 0, "end beyond the 4 bytes"},
-        {"size mismatch", "{\"conv_in.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3, 3, 3], \"data_offsets\": [0, 100]}}", 432,
-         NULL, 0, "tensor 'conv_in.weight': data_offsets [0, 100] give 100 bytes, shape [4, 3, 3, 3] x F32 needs 432"},
-        {"overlap", "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]},"
-                    " \"b\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [12, 20]}}", 20, NULL, 0,
-         "tensor 'b': data_offsets [12, 20] overlap those of tensor 'a' [0, 16]"},
-        {"same range", "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                       " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8, NULL, 0, "overlap"},
-        {"duplicate name", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-                           " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8, NULL, 0,
-         "tensor 'a': name appears twice"},
-        {"metadata array", "{\"__metadata__\": [\"x\"]}", 0, NULL, 0, "\"__metadata__\" is an array, expected an object"},
+        {"huge offsets",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [9007199254740000, 9007199254740004]}}", 4,
+         NULL, 0, "end beyond the 4 bytes"},
+        {"size mismatch",
+         "{\"conv_in.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3, 3, 3], \"data_offsets\": [0, 100]}}", 432, NULL,
+         0, "tensor 'conv_in.weight': data_offsets [0, 100] give 100 bytes, shape [4, 3, 3, 3] x F32 needs 432"},
+        {"overlap",
+         "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]},"
+         " \"b\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [12, 20]}}",
+         20, NULL, 0, "tensor 'b': data_offsets [12, 20] overlap those of tensor 'a' [0, 16]"},
+        {"same range",
+         "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+         " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+         8, NULL, 0, "overlap"},
+        {"duplicate name",
+         "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+         " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+         8, NULL, 0, "tensor 'a': name appears twice"},
+        {"metadata array", "{\"__metadata__\": [\"x\"]}", 0, NULL, 0,
+         "\"__metadata__\" is an array, expected an object"},
         {"metadata number value", "{\"__metadata__\": {\"format\": \"pt\", \"k\": 5}}", 0, NULL, 0,
          "\"__metadata__\" value of 'k' is a number, expected a string"},
         {"metadata nested", "{\"__metadata__\": {\"k\": {\"x\": \"y\"}}}", 0, NULL, 0, "value of 'k' is an object"},
         {"metadata duplicate key", "{\"__metadata__\": {\"k\": \"1\", \"k\": \"2\"}}", 0, NULL, 0, "has key 'k' twice"},
-        {"metadata twice", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0, NULL, 0, "\"__metadata__\" appears twice"},
+        {"metadata twice", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0, NULL, 0,
+         "\"__metadata__\" appears twice"},
         {"control chars in name", "{\"a\\u0001\\nb\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, NULL, 0,
          "tensor 'a\\x01\\x0ab': missing \"dtype\""},
     };
@@ -341,13 +372,14 @@ static void test_hostile(void) {
 
     /* exact full message from the brief's example */
     size_t size;
-    unsigned char *b = build_str("{\"conv_in.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3, 3, 3], \"data_offsets\": [0, 100]}}",
-                                 432, &size);
+    unsigned char *b = build_str(
+        "{\"conv_in.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3, 3, 3], \"data_offsets\": [0, 100]}}", 432, &size);
     tt_table f;
     pndm_error err;
     CHECK(st_parse(&f, b, size, "m.safetensors", &err) == PNDM_ERR_MODEL);
-    CHECK(strcmp(err.msg, "m.safetensors: tensor 'conv_in.weight': data_offsets [0, 100] give 100 bytes, "
-                          "shape [4, 3, 3, 3] x F32 needs 432") == 0);
+    CHECK(strcmp(err.msg,
+                 "m.safetensors: tensor 'conv_in.weight': data_offsets [0, 100] give 100 bytes, "
+                 "shape [4, 3, 3, 3] x F32 needs 432") == 0);
     free(b);
 
     /* NULL error pointer is allowed */
@@ -361,7 +393,8 @@ static void test_hostile(void) {
     tt_free(&f);
     free(b);
     b = build_str("{\"e\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [2, 2]},"
-                  " \"s\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 4]}}\n", 12, &size);
+                  " \"s\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 4]}}\n",
+                  12, &size);
     CHECK_MSG(st_parse(&f, b, size, "x", &err) == PNDM_OK, "%s", err.msg);
     CHECK(f.n_tensors == 2 && tt_find(&f, "s") && tt_find(&f, "s")->count == 1 && tt_find(&f, "s")->ndim == 0);
     tt_free(&f);
@@ -388,14 +421,17 @@ static void test_open(void) {
         CHECK_CONTAINS(err.msg, "file too small (0 bytes)");
         CHECK_CONTAINS(err.msg, path);
         size_t size;
-        unsigned char *b = build_str("{\"x\": {\"dtype\": \"BF16\", \"shape\": [3], \"data_offsets\": [0, 6]}}", 6, &size);
-        b[size - 6] = 0x80; b[size - 5] = 0x3f; /* 1.0 */
+        unsigned char *b =
+            build_str("{\"x\": {\"dtype\": \"BF16\", \"shape\": [3], \"data_offsets\": [0, 6]}}", 6, &size);
+        b[size - 6] = 0x80;
+        b[size - 5] = 0x3f; /* 1.0 */
         CHECK(pndm_write_file_atomic(path, b, size, &err) == PNDM_OK);
         CHECK_MSG(st_open(&f, path, &err) == PNDM_OK, "%s", err.msg);
         CHECK(f.n_regions == 1 && f.regions[0].mapped && f.regions[0].size == size && f.n_tensors == 1);
         const tt_tensor *t = tt_find(&f, "x");
         if (t) {
-            const float *v; int owned;
+            const float *v;
+            int owned;
             CHECK(tt_tensor_f32(&f, t, &v, &owned, &err) == PNDM_OK);
             CHECK(owned && v[0] == 1.0f && v[1] == 0.0f && v[2] == 0.0f);
             if (owned) free((void *)v);
@@ -424,7 +460,8 @@ static void test_open(void) {
         const tt_tensor *bias = tt_find(&f, "conv_in.bias");
         CHECK(bias && bias->ndim == 1 && bias->shape[0] == 32);
         if (bias) {
-            const float *v; int owned;
+            const float *v;
+            int owned;
             CHECK(tt_tensor_f32(&f, bias, &v, &owned, &err) == PNDM_OK);
             CHECK(owned == 0); /* F32, aligned: in place in the mapping */
             CHECK(v[0] == 0.13795970380306244f && v[1] == -0.10218541324138641f);

@@ -31,12 +31,21 @@ static const struct {
     const char *name;
     int runs[4];
 } CASES[] = {
-    {"alpha_one_offset1", {10, 20, 50}}, {"default", {10, 20, 50}}, {"linspace", {10, 20, 50}},
-    {"scaled_linear", {10, 20, 50}}, {"sd_v1", {10, 20, 50}}, {"skip_prk", {10, 20, 50}},
-    {"squaredcos", {10, 20, 50}}, {"trailing", {10, 20, 50}}, {"v_prediction", {10, 20, 50}},
-    {"x_squaredcos_skip_trailing", {10, 25}}, {"x_vpred_skip_linspace_one", {1, 2, 3, 7}},
-    {"x_prk_tiny_and_dense", {4, 5, 501}}, {"x_trained_betas_T50", {4, 10, 16}},
-    {"x_scaled_trailing_one", {10, 33}}, {"x_T999_offset5_skip", {7, 50}},
+    {"alpha_one_offset1", {10, 20, 50}},
+    {"default", {10, 20, 50}},
+    {"linspace", {10, 20, 50}},
+    {"scaled_linear", {10, 20, 50}},
+    {"sd_v1", {10, 20, 50}},
+    {"skip_prk", {10, 20, 50}},
+    {"squaredcos", {10, 20, 50}},
+    {"trailing", {10, 20, 50}},
+    {"v_prediction", {10, 20, 50}},
+    {"x_squaredcos_skip_trailing", {10, 25}},
+    {"x_vpred_skip_linspace_one", {1, 2, 3, 7}},
+    {"x_prk_tiny_and_dense", {4, 5, 501}},
+    {"x_trained_betas_T50", {4, 10, 16}},
+    {"x_scaled_trailing_one", {10, 33}},
+    {"x_T999_offset5_skip", {7, 50}},
 };
 
 static int load_npy(const char *path, pndm_npy *a, int required) {
@@ -159,7 +168,8 @@ static void check_run(const char *name, const pndm_scheduler_config *cfg, int st
     CHECK_MSG(next == n_stored, "%s n%d: compared %zu of %zu stored steps", name, steps, next, n_stored);
     CHECK_MSG(mo_err_bad == 0, "%s n%d: %zu stand-in model outputs differ from the golden ones", name, steps,
               mo_err_bad);
-    if (have_mo) printf("%-27s n%d: stand-in model outputs %zu/%zu bit-exact\n", name, steps, mo_count - mo_bad, mo_count);
+    if (have_mo)
+        printf("%-27s n%d: stand-in model outputs %zu/%zu bit-exact\n", name, steps, mo_count - mo_bad, mo_count);
     if (run_max > rs->max_err) rs->max_err = run_max;
     if (run_rel > rs->max_rel) rs->max_rel = run_rel;
     free(x);
@@ -216,8 +226,7 @@ static void check_case(const char *name, const int *runs) {
         for (size_t r = 0; r < 4 && runs[r]; r++) check_run(name, &cfg, runs[r], &x0, &rs);
         printf("%-27s betas %zu/%zu, alphas_cumprod %zu/%zu bit-exact; samples: %zu stored steps, %zu bit-exact "
                "steps, %zu/%zu bit-exact elements, max|err| %.3g (rel %.3g)\n",
-               name, T - bb, T, T - ab, T, rs.stored, rs.exact_steps, rs.exact_elems, rs.elems, rs.max_err,
-               rs.max_rel);
+               name, T - bb, T, T - ab, T, rs.stored, rs.exact_steps, rs.exact_elems, rs.elems, rs.max_err, rs.max_rel);
     }
     pndm_sampler_free(s);
     pndm_npy_free(&betas);
@@ -257,13 +266,15 @@ static void check_beta_tables(void) {
             pndm_error err;
             CHECK_MSG(pndm_sampler_create_pndm(&cfg, 1, &s, &err) == PNDM_ERR_USAGE, "T%d: 1 PRK step", Ts[i]);
             cfg.skip_prk_steps = 1;
-            CHECK_MSG(pndm_sampler_create_pndm(&cfg, 1, &s, &err) == PNDM_OK, "T%d %s: %s", Ts[i], sch[k].name, err.msg);
+            CHECK_MSG(pndm_sampler_create_pndm(&cfg, 1, &s, &err) == PNDM_OK, "T%d %s: %s", Ts[i], sch[k].name,
+                      err.msg);
             const size_t T = (size_t)Ts[i];
             CHECK(a.dtype == PNDM_NPY_F32 && a.count == 2 * T);
             if (s && a.count == 2 * T) {
                 size_t bb = bit_mismatches(sampler_betas(s), a.data, T);
                 size_t ab = bit_mismatches(sampler_alphas_cumprod(s), (const float *)a.data + T, T);
-                CHECK_MSG(bb == 0 && ab == 0, "T%d %s: %zu betas, %zu alphas_cumprod differ", Ts[i], sch[k].name, bb, ab);
+                CHECK_MSG(bb == 0 && ab == 0, "T%d %s: %zu betas, %zu alphas_cumprod differ", Ts[i], sch[k].name, bb,
+                          ab);
                 tables++;
                 values += 2 * T;
             }
@@ -299,9 +310,9 @@ static void check_plans(void) {
         pndm_scheduler_config cfg = pndm_scheduler_default_config();
         cfg.num_train_timesteps = cJSON_GetObjectItemCaseSensitive(c, "num_train_timesteps")->valueint;
         const char *sp = cJSON_GetObjectItemCaseSensitive(c, "timestep_spacing")->valuestring;
-        cfg.timestep_spacing = strcmp(sp, "leading") == 0    ? PNDM_SPACING_LEADING
-                               : strcmp(sp, "linspace") == 0 ? PNDM_SPACING_LINSPACE
-                                                             : PNDM_SPACING_TRAILING;
+        cfg.timestep_spacing = strcmp(sp, "leading") == 0 ? PNDM_SPACING_LEADING
+            : strcmp(sp, "linspace") == 0                 ? PNDM_SPACING_LINSPACE
+                                                          : PNDM_SPACING_TRAILING;
         cfg.skip_prk_steps = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "skip_prk_steps"));
         cfg.steps_offset = cJSON_GetObjectItemCaseSensitive(c, "steps_offset")->valueint;
         snprintf(path, sizeof path, "%s/scheduler/plans/%s", PNDM_TEST_DATA, file);
@@ -320,8 +331,9 @@ static void check_plans(void) {
             pndm_status st = pndm_sampler_create_pndm(&cfg, N, &s, &err);
             int ok = st == PNDM_OK;
             if (ok != (int)row[0]) {
-                if (bad_ok < 3) fprintf(stderr, "%s N=%d: create %s, diffusers %s (%s)\n", file, N, ok ? "ok" : "refused",
-                                        row[0] ? "ok" : "fails", ok ? "" : err.msg);
+                if (bad_ok < 3)
+                    fprintf(stderr, "%s N=%d: create %s, diffusers %s (%s)\n", file, N, ok ? "ok" : "refused",
+                            row[0] ? "ok" : "fails", ok ? "" : err.msg);
                 bad_ok++;
             }
             if (!ok && st != PNDM_ERR_USAGE) bad_code++;
@@ -472,12 +484,14 @@ static void test_config_parse(void) {
           cfg.prediction_type == PNDM_PRED_V && cfg.timestep_spacing == PNDM_SPACING_TRAILING && cfg.steps_offset == 2);
     pndm_scheduler_config_describe(&cfg, desc, sizeof desc);
     CHECK_CONTAINS(desc, "num_train_timesteps=500, beta_start=0.001, beta_end=0.01, beta_schedule=squaredcos_cap_v2");
-    CHECK_CONTAINS(desc, "skip_prk_steps=true, set_alpha_to_one=true, prediction_type=v_prediction, "
-                         "timestep_spacing=trailing, steps_offset=2");
+    CHECK_CONTAINS(desc,
+                   "skip_prk_steps=true, set_alpha_to_one=true, prediction_type=v_prediction, "
+                   "timestep_spacing=trailing, steps_offset=2");
     pndm_scheduler_config_describe(&d, desc, sizeof desc);
-    CHECK(strcmp(desc, "PNDMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, "
-                       "beta_schedule=linear, trained_betas=none, skip_prk_steps=false, set_alpha_to_one=false, "
-                       "prediction_type=epsilon, timestep_spacing=leading, steps_offset=0)") == 0);
+    CHECK(strcmp(desc,
+                 "PNDMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, "
+                 "beta_schedule=linear, trained_betas=none, skip_prk_steps=false, set_alpha_to_one=false, "
+                 "prediction_type=epsilon, timestep_spacing=leading, steps_offset=0)") == 0);
     char tiny[8];
     pndm_scheduler_config_describe(&d, tiny, sizeof tiny);
     CHECK(strcmp(tiny, "PNDMSch") == 0);
@@ -511,7 +525,8 @@ static void test_config_parse(void) {
     expect_refused("{\"num_train_timesteps\": -5}", "\"num_train_timesteps\": must be in 1..");
     expect_refused("{\"num_train_timesteps\": 1e12}", "\"num_train_timesteps\": must be in 1..1000000");
     expect_refused("{\"steps_offset\": -1}", "\"steps_offset\": must be in 0..");
-    expect_refused("{\"num_train_timesteps\": 10, \"steps_offset\": 10}", "\"steps_offset\": must be in 0..num_train_timesteps-1 = 9");
+    expect_refused("{\"num_train_timesteps\": 10, \"steps_offset\": 10}",
+                   "\"steps_offset\": must be in 0..num_train_timesteps-1 = 9");
     expect_refused("{\"beta_start\": 0}", "\"beta_start\": must be in (0, 1)");
     expect_refused("{\"beta_start\": -0.1}", "\"beta_start\": must be in (0, 1)");
     expect_refused("{\"beta_end\": 1.0}", "\"beta_end\": must be in (0, 1)");
@@ -522,11 +537,16 @@ static void test_config_parse(void) {
     expect_refused("{\"trained_betas\": [0.1, 0.2]}", "\"trained_betas\": has 2 values, num_train_timesteps is 1000");
     expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [0.1, \"0.2\"]}",
                    "\"trained_betas\": element 1: expected a number, got a string");
-    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [0.1, null]}", "element 1: expected a number, got null");
-    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [[0.1], 0.2]}", "element 0: expected a number, got an array");
-    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [0.1, 1.0]}", "\"trained_betas\": element 1 must be in [0, 1)");
-    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [-0.1, 0.5]}", "\"trained_betas\": element 0 must be in [0, 1)");
-    expect_refused("{\"beta_schedule\": \"linear\", \"beta_schedule\": \"scaled_linear\"}", "\"beta_schedule\": appears more than once");
+    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [0.1, null]}",
+                   "element 1: expected a number, got null");
+    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [[0.1], 0.2]}",
+                   "element 0: expected a number, got an array");
+    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [0.1, 1.0]}",
+                   "\"trained_betas\": element 1 must be in [0, 1)");
+    expect_refused("{\"num_train_timesteps\": 2, \"trained_betas\": [-0.1, 0.5]}",
+                   "\"trained_betas\": element 0 must be in [0, 1)");
+    expect_refused("{\"beta_schedule\": \"linear\", \"beta_schedule\": \"scaled_linear\"}",
+                   "\"beta_schedule\": appears more than once");
 
     /* NULL source: a generic name */
     CHECK(pndm_scheduler_config_parse("{\"beta_end\": 5}", 15, NULL, &cfg, &err) == PNDM_ERR_MODEL);

@@ -20,10 +20,10 @@
 
 typedef struct ucase {
     const char *name;
-    float t_scalar;   /* manifest inputs.t_scalar.value */
+    float t_scalar; /* manifest inputs.t_scalar.value */
     int levels;
-    size_t n_params;  /* manifest num_parameters */
-    int has_inter;    /* inter_t_batch_b0__*.npy stored */
+    size_t n_params; /* manifest num_parameters */
+    int has_inter;   /* inter_t_batch_b0__*.npy stored */
 } ucase;
 
 static const ucase cases[] = {
@@ -253,7 +253,7 @@ static void test_forward_args(void) {
 /* ---- building model files in memory ------------------------------------------------------- */
 typedef struct tb_tensor {
     char name[160];
-    int dtype;       /* TT_F32, TT_F16 */
+    int dtype; /* TT_F32, TT_F16 */
     int ndim;
     int64_t shape[4];
     unsigned char *data;
@@ -263,7 +263,7 @@ typedef struct tb_tensor {
 typedef struct tb_model {
     int n;
     tb_tensor t[512];
-    char *config;    /* config.json text */
+    char *config; /* config.json text */
 } tb_model;
 
 /* The tensors and config of a golden case, as F32. */
@@ -443,9 +443,16 @@ static pndm_status tb_try(const tb_model *tm, pndm_error *err) {
 }
 
 /* Rejection of one broken variant of a_dummy: code 3 and a message containing `want`. */
-#define EXPECT_REJECT(tm, want) do { pndm_error e_; pndm_status s_ = tb_try((tm), &e_); \
-    CHECK_MSG(s_ == PNDM_ERR_MODEL, "expected model error for '%s', got %d", (want), (int)s_); \
-    if (s_ != PNDM_OK) { CHECK_CONTAINS(e_.msg, (want)); printf("  rejected: %s\n", e_.msg); } } while (0)
+#define EXPECT_REJECT(tm, want)                                                                                        \
+    do {                                                                                                               \
+        pndm_error e_;                                                                                                 \
+        pndm_status s_ = tb_try((tm), &e_);                                                                            \
+        CHECK_MSG(s_ == PNDM_ERR_MODEL, "expected model error for '%s', got %d", (want), (int)s_);                     \
+        if (s_ != PNDM_OK) {                                                                                           \
+            CHECK_CONTAINS(e_.msg, (want));                                                                            \
+            printf("  rejected: %s\n", e_.msg);                                                                        \
+        }                                                                                                              \
+    } while (0)
 
 static void test_rejections(void) {
     tb_model tm;
@@ -495,7 +502,8 @@ static void test_rejections(void) {
     EXPECT_REJECT(&tm, "'down_blocks.0.resnets.0.norm1': 24 groups (norm_num_groups) do not divide its 32 channels");
     tb_config_set(&tm, "norm_num_groups", "32");
     tb_config_set(&tm, "attn_norm_num_groups", "5");
-    EXPECT_REJECT(&tm, "'mid_block.attentions.0.group_norm': 5 groups (attn_norm_num_groups) do not divide its 64 channels");
+    EXPECT_REJECT(&tm,
+                  "'mid_block.attentions.0.group_norm': 5 groups (attn_norm_num_groups) do not divide its 64 channels");
     tb_config_set(&tm, "attn_norm_num_groups", "null");
     tb_config_set(&tm, "attention_head_dim", "7");
     EXPECT_REJECT(&tm, "attention_head_dim 7 does not divide the 64 channels of 'down_blocks.1.attentions.0'");
@@ -511,7 +519,9 @@ static void test_rejections(void) {
     tb_free(&tm);
 
     /* one of each other refusal */
-    struct { const char *key, *value, *want; } opts[] = {
+    struct {
+        const char *key, *value, *want;
+    } opts[] = {
         {"act_fn", "\"gelu\"", "act_fn 'gelu' is not supported (only silu)"},
         {"act_fn", "\"tanh\"", "option 'act_fn' must be one of"},
         {"time_embedding_type", "\"learned\"", "time_embedding_type 'learned' is not supported"},

@@ -19,8 +19,8 @@ pndm_status pndm_model_get_scheduler_config(const pndm_model *m, pndm_scheduler_
 size_t pndm_gen_latent_count(const pndm_model *m, const pndm_gen_params *p) {
     size_t s = (size_t)pndm_model_sample_size(m), n;
     if (p->batch <= 0) return 0;
-    if (!core_mul_size((size_t)p->batch, (size_t)pndm_model_in_channels(m), &n) ||
-        !core_mul_size(n, s, &n) || !core_mul_size(n, s, &n))
+    if (!core_mul_size((size_t)p->batch, (size_t)pndm_model_in_channels(m), &n) || !core_mul_size(n, s, &n) ||
+        !core_mul_size(n, s, &n))
         return SIZE_MAX;
     return n;
 }
@@ -37,7 +37,10 @@ size_t pndm_gen_memory_estimate(const pndm_model *m, const pndm_gen_params *p) {
     return bytes;
 }
 
-typedef struct { const pndm_model *m; int n_threads; } unet_denoiser;
+typedef struct {
+    const pndm_model *m;
+    int n_threads;
+} unet_denoiser;
 
 static pndm_status unet_denoise(const float *x, int B, int C, int S, const float *t, float *out, void *user,
                                 pndm_error *err) {
@@ -46,8 +49,8 @@ static pndm_status unet_denoise(const float *x, int B, int C, int S, const float
     return pndm_unet_forward(u->m, x, B, S, S, t, out, u->n_threads, err);
 }
 
-pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out,
-                          float *latents_out, pndm_error *err) {
+pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *noise_out, float *latents_out,
+                          pndm_error *err) {
     if (!m || !p || !latents_out) return core_fail(err, PNDM_ERR_USAGE, "pndm_generate: NULL argument");
     const int C = pndm_model_in_channels(m), S = pndm_model_sample_size(m);
     if (pndm_model_out_channels(m) != C)

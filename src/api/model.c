@@ -22,13 +22,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MODEL_MAX_JSON ((size_t)16 << 20)   /* config files larger than 16 MiB are refused */
+#define MODEL_MAX_JSON ((size_t)16 << 20) /* config files larger than 16 MiB are refused */
 
 struct pndm_model {
-    char *path;                 /* as given (file, folder or buffer name) */
-    tt_table weights;           /* the tensor table (a mapping or the caller's buffer) */
+    char *path;       /* as given (file, folder or buffer name) */
+    tt_table weights; /* the tensor table (a mapping or the caller's buffer) */
     unet_net net;
-    char *scheduler_json;       /* NULL if none */
+    char *scheduler_json; /* NULL if none */
     char *scheduler_source;
     unet_tap_fn tap;
     void *tap_user;
@@ -69,7 +69,6 @@ static char *dir_of(const char *path) {
     return strndup(path, (size_t)(slash - path));
 }
 
-
 /* Read a JSON file fully (size-limited). */
 static pndm_status read_json_file(const char *path, char **text, size_t *len, pndm_error *err) {
     return pndm_read_file(path, MODEL_MAX_JSON, text, len, err);
@@ -94,9 +93,12 @@ static pndm_status take_scheduler_beside(pndm_model *m, const char *dir, pndm_er
     char *index = parent ? join(parent, "model_index.json") : NULL;
     char *pipe = parent ? join(parent, "scheduler/scheduler_config.json") : NULL;
     pndm_status st = PNDM_OK;
-    if (!p || !parent || !index || !pipe) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (is_file(p)) st = take_scheduler_file(m, p, err);
-    else if (is_file(index)) st = take_scheduler_file(m, pipe, err);
+    if (!p || !parent || !index || !pipe)
+        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    else if (is_file(p))
+        st = take_scheduler_file(m, p, err);
+    else if (is_file(index))
+        st = take_scheduler_file(m, pipe, err);
     free(p);
     free(parent);
     free(index);
@@ -131,7 +133,8 @@ static pndm_status load_pndm_meta(pndm_model *m, const char *name, pndm_error *e
         size_t l = strlen(name) + 32;
         m->scheduler_json = strdup(sch);
         m->scheduler_source = malloc(l);
-        if (!m->scheduler_json || !m->scheduler_source) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
+        if (!m->scheduler_json || !m->scheduler_source)
+            return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", name);
         snprintf(m->scheduler_source, l, "%s:pndm.scheduler_config", name);
     }
     size_t l = strlen(name) + 32;
@@ -166,10 +169,13 @@ static pndm_status load_model_dir(pndm_model *m, const char *dir, pndm_error *er
     char *weights = join(dir, "diffusion_pytorch_model.safetensors");
     char *bin = join(dir, "diffusion_pytorch_model.bin");
     pndm_status st;
-    if (!config || !weights || !bin) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_file(config)) st = core_fail(err, PNDM_ERR_MODEL, "%s: no config.json in the model folder", dir);
+    if (!config || !weights || !bin)
+        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    else if (!is_file(config))
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: no config.json in the model folder", dir);
     else if (!is_file(weights) && is_file(bin))
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: only safetensors weights are supported (found diffusion_pytorch_model.bin)", dir);
+        st = core_fail(err, PNDM_ERR_MODEL,
+                       "%s: only safetensors weights are supported (found diffusion_pytorch_model.bin)", dir);
     else if (!is_file(weights))
         st = core_fail(err, PNDM_ERR_MODEL, "%s: no diffusion_pytorch_model.safetensors in the model folder", dir);
     else {
@@ -196,7 +202,8 @@ static pndm_status load_pipeline_dir(pndm_model *m, const char *dir, const char 
     }
     const cJSON *unet = cJSON_GetObjectItemCaseSensitive(root, "unet");
     const cJSON *cls = cJSON_IsArray(unet) && cJSON_GetArraySize(unet) == 2 ? cJSON_GetArrayItem(unet, 1) : NULL;
-    if (!unet) st = core_fail(err, PNDM_ERR_MODEL, "%s: the pipeline has no 'unet' component", index);
+    if (!unet)
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: the pipeline has no 'unet' component", index);
     else if (!cJSON_IsString(cls))
         st = core_fail(err, PNDM_ERR_MODEL, "%s: 'unet' must be [library, class name]", index);
     else if (strcmp(cls->valuestring, "UNet2DModel") != 0)
@@ -206,8 +213,10 @@ static pndm_status load_pipeline_dir(pndm_model *m, const char *dir, const char 
     if (st) return st;
     char *unet_dir = join(dir, "unet");
     char *sched = join(dir, "scheduler/scheduler_config.json");
-    if (!unet_dir || !sched) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_dir(unet_dir)) st = core_fail(err, PNDM_ERR_MODEL, "%s: pipeline folder without unet/", dir);
+    if (!unet_dir || !sched)
+        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
+    else if (!is_dir(unet_dir))
+        st = core_fail(err, PNDM_ERR_MODEL, "%s: pipeline folder without unet/", dir);
     else {
         /* load_model_dir looks for unet/scheduler_config.json, then ../scheduler/ */
         st = load_model_dir(m, unet_dir, err);
@@ -225,10 +234,12 @@ static pndm_status load_file(pndm_model *m, const char *path, pndm_error *err) {
     if (is_pndm_file(&m->weights)) return load_pndm_meta(m, path, err);
     char *dir = dir_of(path);
     char *config = dir ? join(dir, "config.json") : NULL;
-    if (!dir || !config) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+    if (!dir || !config)
+        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     else if (!is_file(config))
         st = core_fail(err, PNDM_ERR_MODEL,
-                       "%s: not a pndm model file (no \"format\": \"pndm\" metadata) and no config.json beside it", path);
+                       "%s: not a pndm model file (no \"format\": \"pndm\" metadata) and no config.json beside it",
+                       path);
     else {
         char *text = NULL;
         size_t len = 0;
@@ -266,12 +277,14 @@ pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err)
     if (S_ISDIR(sb.st_mode)) {
         char *index = join(path, "model_index.json");
         char *config = join(path, "config.json");
-        if (!index || !config) st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
-        else if (is_file(index)) st = load_pipeline_dir(m, path, index, err);
-        else if (is_file(config)) st = load_model_dir(m, path, err);
+        if (!index || !config)
+            st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
+        else if (is_file(index))
+            st = load_pipeline_dir(m, path, index, err);
+        else if (is_file(config))
+            st = load_model_dir(m, path, err);
         else
-            st = core_fail(err, PNDM_ERR_MODEL,
-                           "%s: not a model folder (no config.json or model_index.json)", path);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: not a model folder (no config.json or model_index.json)", path);
         free(index);
         free(config);
     } else {
@@ -285,8 +298,7 @@ pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err)
     return PNDM_OK;
 }
 
-pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name, pndm_model **out,
-                                   pndm_error *err) {
+pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name, pndm_model **out, pndm_error *err) {
     if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load_memory: NULL output");
     *out = NULL;
     if (!name) name = "(memory)";
@@ -339,8 +351,8 @@ size_t model_workspace_estimate(const pndm_model *m, int B, int H, int W) {
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
-pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t,
-                              float *out, int n_threads, pndm_error *err) {
+pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t, float *out,
+                              int n_threads, pndm_error *err) {
     if (!m || !x || !t || !out) return core_fail(err, PNDM_ERR_USAGE, "pndm_unet_forward: NULL argument");
     const unet_config *c = &m->net.cfg;
     const int div = 1 << (c->n_levels - 1);
@@ -351,19 +363,20 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
         return core_fail(err, PNDM_ERR_USAGE, "%s: sample size %dx%d must be positive and divisible by %d (%d levels)",
                          m->path, H, W, div, c->n_levels);
     for (int b = 0; b < B; b++) {
-        if (!isfinite(t[b]))
-            return core_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] is not finite", m->path, b);
+        if (!isfinite(t[b])) return core_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] is not finite", m->path, b);
         if (c->time_fourier && !(t[b] > 0.0f))
             return core_fail(err, PNDM_ERR_USAGE, "%s: timestep[%d] = %g: a fourier-embedding model needs t > 0",
                              m->path, b, (double)t[b]);
     }
     if (n_threads <= 0) n_threads = pndm_default_threads();
     if (n_threads > TP_MAX_THREADS) n_threads = TP_MAX_THREADS;
-    pndm_model *mm = (pndm_model *)m;   /* only the context cache is written, under ctx_mu */
+    pndm_model *mm = (pndm_model *)m; /* only the context cache is written, under ctx_mu */
     const int cached = pthread_mutex_trylock(&mm->ctx_mu) == 0;
     unet_ctx *own = NULL, *ctx;
-    if (cached) ctx = mm->ctx ? mm->ctx : (mm->ctx = unet_ctx_new());
-    else ctx = own = unet_ctx_new();
+    if (cached)
+        ctx = mm->ctx ? mm->ctx : (mm->ctx = unet_ctx_new());
+    else
+        ctx = own = unet_ctx_new();
     pndm_status st = ctx ? unet_forward(&m->net, ctx, x, B, H, W, t, out, n_threads, m->tap, m->tap_user, err)
                          : core_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
     if (cached) pthread_mutex_unlock(&mm->ctx_mu);

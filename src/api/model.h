@@ -15,7 +15,6 @@ size_t model_workspace_estimate(const pndm_model *m, int B, int H, int W);
 
 /* Tests: named intermediates of batch element 0 during pndm_unet_forward ("time_proj",
  * "time_embedding", "down_blocks.0", ..., "mid_block", "up_blocks.<i>"). */
-void model_set_tap(pndm_model *m, void (*fn)(const char *name, const float *data, size_t n, void *user),
-                   void *user);
+void model_set_tap(pndm_model *m, void (*fn)(const char *name, const float *data, size_t n, void *user), void *user);
 
 #endif

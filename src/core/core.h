@@ -26,6 +26,12 @@ int core_mul_size(size_t a, size_t b, size_t *out);
 int core_add_size(size_t a, size_t b, size_t *out);
 
 /* Programmer errors only (never for bad input): print file:line and abort. */
-#define CORE_ASSERT(x) do { if (!(x)) { fprintf(stderr, "%s:%d: internal error: assertion '%s' failed\n", __FILE__, __LINE__, #x); abort(); } } while (0)
+#define CORE_ASSERT(x)                                                                                                 \
+    do {                                                                                                               \
+        if (!(x)) {                                                                                                    \
+            fprintf(stderr, "%s:%d: internal error: assertion '%s' failed\n", __FILE__, __LINE__, #x);                 \
+            abort();                                                                                                   \
+        }                                                                                                              \
+    } while (0)
 
 #endif

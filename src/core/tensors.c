@@ -12,7 +12,10 @@
 #error "tensors.c: F32 tensors are used in place; a little-endian host is required"
 #endif
 
-static const struct { const char *name; size_t size; } tt_dtypes[] = {
+static const struct {
+    const char *name;
+    size_t size;
+} tt_dtypes[] = {
     [TT_F32] = {"F32", 4},
     [TT_F16] = {"F16", 2},
     [TT_BF16] = {"BF16", 2},
@@ -41,16 +44,18 @@ void tt_free(tt_table *t) {
     free(t->meta_keys);
     free(t->meta_values);
     for (int i = 0; i < t->n_regions; i++) {
-        if (t->regions[i].mapped) munmap(t->regions[i].addr, t->regions[i].size);
-        else free(t->regions[i].addr);
+        if (t->regions[i].mapped)
+            munmap(t->regions[i].addr, t->regions[i].size);
+        else
+            free(t->regions[i].addr);
     }
     free(t->regions);
     free(t->source);
     memset(t, 0, sizeof *t);
 }
 
-pndm_status tt_add(tt_table *t, const char *name, tt_dtype dtype, int ndim, const int64_t *shape,
-                   const void *data, tt_tensor **out, pndm_error *err) {
+pndm_status tt_add(tt_table *t, const char *name, tt_dtype dtype, int ndim, const int64_t *shape, const void *data,
+                   tt_tensor **out, pndm_error *err) {
     char q[160];
     core_quote(q, sizeof q, name);
     if (ndim < 0 || ndim > TT_MAX_DIMS)
@@ -286,7 +291,7 @@ pndm_status tt_check_finite(const tt_table *t, pndm_error *err) {
         if (i == x->count) continue;
         uint32_t v = 0;
         memcpy(&v, (const unsigned char *)x->data + esize * i, esize);
-        const uint32_t sign = esize == 4 ? 0x80000000u : 0x8000u;   // NaN: some mantissa bit set
+        const uint32_t sign = esize == 4 ? 0x80000000u : 0x8000u; // NaN: some mantissa bit set
         const char *what = (v & ~(sign | mask)) ? "NaN" : (v & sign) ? "-Inf" : "+Inf";
         char src[160], qn[160];
         core_quote(src, sizeof src, tt_src(t));

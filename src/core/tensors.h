@@ -25,30 +25,30 @@ typedef enum { TT_F32 = 0, TT_F16 = 1, TT_BF16 = 2 } tt_dtype;
 #define TT_MAX_DIMS 8
 
 typedef struct tt_tensor {
-    char *name;           /* state-dict key, owned */
+    char *name; /* state-dict key, owned */
     tt_dtype dtype;
     int ndim;
     int64_t shape[TT_MAX_DIMS];
-    size_t count;         /* product of shape */
-    size_t nbytes;        /* count * dtype size */
-    const void *data;     /* count elements, C order, little-endian (may be unaligned) */
+    size_t count;     /* product of shape */
+    size_t nbytes;    /* count * dtype size */
+    const void *data; /* count elements, C order, little-endian (may be unaligned) */
 } tt_tensor;
 
 typedef struct tt_region {
     void *addr;
     size_t size;
-    int mapped;           /* 1: munmap (pages may be dropped), 0: free */
+    int mapped; /* 1: munmap (pages may be dropped), 0: free */
 } tt_region;
 
 typedef struct tt_table {
-    char *source;         /* file path or buffer name, for messages */
+    char *source; /* file path or buffer name, for messages */
     int n_tensors, cap_tensors;
-    tt_tensor *tensors;   /* sorted by name after tt_finish (tt_find is a binary search) */
+    tt_tensor *tensors; /* sorted by name after tt_finish (tt_find is a binary search) */
     int n_meta;
-    char **meta_keys;     /* string metadata (safetensors __metadata__, ...) */
+    char **meta_keys; /* string metadata (safetensors __metadata__, ...) */
     char **meta_values;
     int n_regions;
-    tt_region *regions;   /* memory the table frees in tt_free */
+    tt_region *regions; /* memory the table frees in tt_free */
 } tt_table;
 
 /* An empty table named `source` (copied). PNDM_ERR_NOMEM only. */
@@ -58,8 +58,8 @@ void tt_free(tt_table *t);
 /* Append a tensor (name copied; data referenced). The shape's element count and byte size must
  * not overflow (else PNDM_ERR_MODEL naming the tensor). Returns the new entry in *out (may be
  * NULL); the pointer is valid until the next tt_add. */
-pndm_status tt_add(tt_table *t, const char *name, tt_dtype dtype, int ndim, const int64_t *shape,
-                   const void *data, tt_tensor **out, pndm_error *err);
+pndm_status tt_add(tt_table *t, const char *name, tt_dtype dtype, int ndim, const int64_t *shape, const void *data,
+                   tt_tensor **out, pndm_error *err);
 /* Add a string metadata entry (copied); a key given twice is refused (PNDM_ERR_MODEL). */
 pndm_status tt_set_meta(tt_table *t, const char *key, const char *value, pndm_error *err);
 /* Hand memory to the table: a read-only mapping (munmap'ed) or a malloc'ed buffer (freed). */
@@ -73,7 +73,7 @@ pndm_status tt_rename(tt_table *t, int i, const char *name, pndm_error *err);
 const tt_tensor *tt_find(const tt_table *t, const char *name);
 const char *tt_meta(const tt_table *t, const char *key);
 
-const char *tt_dtype_name(tt_dtype d);   /* "F32", "F16", "BF16" */
+const char *tt_dtype_name(tt_dtype d); /* "F32", "F16", "BF16" */
 size_t tt_dtype_size(tt_dtype d);
 
 /* Tensor data as float32. F32 and 4-byte aligned: *out points at the data and *owned = 0;

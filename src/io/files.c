@@ -73,7 +73,8 @@ pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t si
     while (ok && left > 0) {
         ssize_t w = write(fd, p, left);
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) ok = 0;
+        if (w < 0)
+            ok = 0;
         else {
             p += w;
             left -= (size_t)w;

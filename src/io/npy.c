@@ -11,8 +11,11 @@
 
 static size_t npy_itemsize(pndm_npy_dtype d) {
     switch (d) {
-    case PNDM_NPY_F32: case PNDM_NPY_I32: case PNDM_NPY_U32: return 4;
-    case PNDM_NPY_F64: case PNDM_NPY_I64: return 8;
+    case PNDM_NPY_F32:
+    case PNDM_NPY_I32:
+    case PNDM_NPY_U32: return 4;
+    case PNDM_NPY_F64:
+    case PNDM_NPY_I64: return 8;
     case PNDM_NPY_U8: return 1;
     }
     return 0;
@@ -39,7 +42,9 @@ static const char *npy_find_key(const char *h, size_t n, const char *key) {
 static void bswap_inplace(unsigned char *p, size_t count, size_t itemsize) {
     for (size_t i = 0; i < count; i++, p += itemsize)
         for (size_t a = 0, b = itemsize - 1; a < b; a++, b--) {
-            unsigned char t = p[a]; p[a] = p[b]; p[b] = t;
+            unsigned char t = p[a];
+            p[a] = p[b];
+            p[b] = t;
         }
 }
 
@@ -76,24 +81,38 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
     if (d >= h + hlen || *d != q) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'descr' malformed", source);
     int swap = 0;
     const char *ty = descr;
-    if (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') ty = descr + 1;
-    else if (descr[0] == '>') { ty = descr + 1; swap = 1; }
+    if (descr[0] == '<' || descr[0] == '|' || descr[0] == '=')
+        ty = descr + 1;
+    else if (descr[0] == '>') {
+        ty = descr + 1;
+        swap = 1;
+    }
     pndm_npy_dtype dt;
-    if (!strcmp(ty, "f4")) dt = PNDM_NPY_F32;
-    else if (!strcmp(ty, "f8")) dt = PNDM_NPY_F64;
-    else if (!strcmp(ty, "i8")) dt = PNDM_NPY_I64;
-    else if (!strcmp(ty, "i4")) dt = PNDM_NPY_I32;
-    else if (!strcmp(ty, "u1") || !strcmp(ty, "b1")) dt = PNDM_NPY_U8;
-    else if (!strcmp(ty, "u4")) dt = PNDM_NPY_U32;
-    else return core_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy dtype '%s'", source, descr);
+    if (!strcmp(ty, "f4"))
+        dt = PNDM_NPY_F32;
+    else if (!strcmp(ty, "f8"))
+        dt = PNDM_NPY_F64;
+    else if (!strcmp(ty, "i8"))
+        dt = PNDM_NPY_I64;
+    else if (!strcmp(ty, "i4"))
+        dt = PNDM_NPY_I32;
+    else if (!strcmp(ty, "u1") || !strcmp(ty, "b1"))
+        dt = PNDM_NPY_U8;
+    else if (!strcmp(ty, "u4"))
+        dt = PNDM_NPY_U32;
+    else
+        return core_fail(err, PNDM_ERR_INPUT, "%s: unsupported .npy dtype '%s'", source, descr);
 
     const char *fo = npy_find_key(h, hlen, "fortran_order");
     int fortran = 0;
     if (fo) {
         size_t rem = (size_t)(h + hlen - fo);
-        if (rem >= 4 && !memcmp(fo, "True", 4)) fortran = 1;
-        else if (rem >= 5 && !memcmp(fo, "False", 5)) fortran = 0;
-        else return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'fortran_order' malformed", source);
+        if (rem >= 4 && !memcmp(fo, "True", 4))
+            fortran = 1;
+        else if (rem >= 5 && !memcmp(fo, "False", 5))
+            fortran = 0;
+        else
+            return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'fortran_order' malformed", source);
     }
     const char *sp = npy_find_key(h, hlen, "shape");
     if (!sp || *sp != '(') return core_fail(err, PNDM_ERR_INPUT, "%s: .npy header has no 'shape'", source);
@@ -109,7 +128,8 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
             return core_fail(err, PNDM_ERR_INPUT, "%s: .npy 'shape' has a non-integer or negative dimension", source);
         uint64_t v = 0;
         while (sp < hend && isdigit((unsigned char)*sp)) {
-            if (v > (UINT64_MAX - 9) / 10) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
+            if (v > (UINT64_MAX - 9) / 10)
+                return core_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
             v = v * 10 + (uint64_t)(*sp++ - '0');
             if (v > (uint64_t)INT64_MAX) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy dimension too large", source);
         }
@@ -120,11 +140,11 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
             return core_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
     }
     size_t isz = npy_itemsize(dt), nbytes;
-    if (!core_mul_size(count, isz, &nbytes))
-        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
+    if (!core_mul_size(count, isz, &nbytes)) return core_fail(err, PNDM_ERR_INPUT, "%s: .npy shape overflows", source);
     size_t dstart = hstart + hlen;
     if (size - dstart != nbytes)
-        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy data is %zu bytes, shape needs %zu", source, size - dstart, nbytes);
+        return core_fail(err, PNDM_ERR_INPUT, "%s: .npy data is %zu bytes, shape needs %zu", source, size - dstart,
+                         nbytes);
     void *data = malloc(nbytes ? nbytes : 1);
     if (!data) return core_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes);
     memcpy(data, b + dstart, nbytes);
@@ -132,13 +152,22 @@ pndm_status pndm_npy_parse(const void *buf, size_t size, const char *source, pnd
     if (fortran && ndim > 1) {
         /* transpose Fortran order to C order */
         unsigned char *c = malloc(nbytes ? nbytes : 1);
-        if (!c) { free(data); return core_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes); }
+        if (!c) {
+            free(data);
+            return core_fail(err, PNDM_ERR_NOMEM, "%s: cannot allocate %zu bytes", source, nbytes);
+        }
         int64_t idx[8] = {0};
         for (size_t i = 0; i < count; i++) { /* i: C-order linear index; idx: its multi-index */
             size_t fi = 0, stride = 1;
-            for (int k = 0; k < ndim; k++) { fi += (size_t)idx[k] * stride; stride *= (size_t)out->shape[k]; }
+            for (int k = 0; k < ndim; k++) {
+                fi += (size_t)idx[k] * stride;
+                stride *= (size_t)out->shape[k];
+            }
             memcpy(c + i * isz, (unsigned char *)data + fi * isz, isz);
-            for (int k = ndim - 1; k >= 0; k--) { if (++idx[k] < out->shape[k]) break; idx[k] = 0; }
+            for (int k = ndim - 1; k >= 0; k--) {
+                if (++idx[k] < out->shape[k]) break;
+                idx[k] = 0;
+            }
         }
         free(data);
         data = c;
@@ -162,7 +191,10 @@ pndm_status pndm_npy_load(const char *path, pndm_npy *out, pndm_error *err) {
 }
 
 void pndm_npy_free(pndm_npy *a) {
-    if (a) { free(a->data); memset(a, 0, sizeof *a); }
+    if (a) {
+        free(a->data);
+        memset(a, 0, sizeof *a);
+    }
 }
 
 pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err) {
@@ -182,8 +214,8 @@ pndm_status pndm_npy_to_f32(const pndm_npy *a, float **out, pndm_error *err) {
     return PNDM_OK;
 }
 
-pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out,
-                                size_t *out_size, pndm_error *err) {
+pndm_status pndm_npy_encode_f32(const float *data, int ndim, const int64_t *shape, void **out, size_t *out_size,
+                                pndm_error *err) {
     *out = NULL;
     *out_size = 0;
     if (ndim < 0 || ndim > 8) return core_fail(err, PNDM_ERR_USAGE, "npy: bad ndim %d", ndim);

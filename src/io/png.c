@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define PNG_MAX_DIM 1000000                   /* libpng's default user limit */
+#define PNG_MAX_DIM 1000000                    /* libpng's default user limit */
 #define PNG_MAX_DECODE_BYTES ((size_t)1 << 30) /* decoded pixels */
 
 /* ---------------------------------------------------------------------------------------- */
@@ -47,10 +47,20 @@ static size_t png_utf8_decode(const unsigned char *s, uint32_t *cp) {
     }
     size_t n;
     uint32_t v, min;
-    if ((c & 0xe0) == 0xc0) { n = 2; v = c & 0x1f; min = 0x80; }
-    else if ((c & 0xf0) == 0xe0) { n = 3; v = c & 0x0f; min = 0x800; }
-    else if ((c & 0xf8) == 0xf0) { n = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
+    if ((c & 0xe0) == 0xc0) {
+        n = 2;
+        v = c & 0x1f;
+        min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3;
+        v = c & 0x0f;
+        min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else
+        return 0;
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0; /* also stops at the terminating NUL */
         v = (v << 6) | (s[i] & 0x3f);
@@ -190,9 +200,8 @@ static int png_enc_run(png_enc *c) {
     return 0;
 }
 
-pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels,
-                            const pndm_png_text *text, int n_text, void **out, size_t *out_size,
-                            pndm_error *err) {
+pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int channels, const pndm_png_text *text,
+                            int n_text, void **out, size_t *out_size, pndm_error *err) {
     *out = NULL;
     *out_size = 0;
     if (!pixels) return core_fail(err, PNDM_ERR_USAGE, "PNG: no pixel data");
@@ -228,7 +237,8 @@ pndm_status pndm_png_encode(const uint8_t *pixels, int width, int height, int ch
         } else if (!t->key || kl == 0 || kl > 79 || t->key[0] == ' ' || t->key[kl - 1] == ' ' || strstr(t->key, "  ")) {
             s = core_fail(err, PNDM_ERR_USAGE,
                           "PNG: text key '%.100s' is not a PNG keyword (1-79 Latin-1 printable characters, "
-                          "no leading, trailing or double spaces)", k);
+                          "no leading, trailing or double spaces)",
+                          k);
         } else if (!png_utf8_valid(v)) {
             s = core_fail(err, PNDM_ERR_USAGE, "PNG: text value of key '%s' is not valid UTF-8", t->key);
         } else {
@@ -284,7 +294,7 @@ typedef struct {
     uint8_t *pixels;
     png_bytep *rows;
     int width, height, channels;
-    char detail[160];            /* our own refusal (unsupported format, too large) */
+    char detail[160]; /* our own refusal (unsupported format, too large) */
     /* text */
     pndm_png_text_fn fn;
     void *user;
@@ -428,7 +438,8 @@ static pndm_status png_dec_start(png_dec *c, const void *buf, size_t size, const
             type[4] = 0;
             return core_fail(err, PNDM_ERR_INPUT,
                              "%s: invalid PNG: chunk '%s' at offset %zu declares %u bytes, only %zu follow "
-                             "(truncated file?)", source, type, pos, (unsigned)len, size - pos - 12);
+                             "(truncated file?)",
+                             source, type, pos, (unsigned)len, size - pos - 12);
         }
         if (memcmp(b + pos + 4, "IEND", 4) == 0) return PNDM_OK;
         pos += 12 + (size_t)len;
@@ -451,8 +462,8 @@ static pndm_status png_dec_finish(png_dec *c, int failed, const char *source, pn
     return core_fail(err, PNDM_ERR_INPUT, "%s: invalid PNG: %s", source, c->e.msg);
 }
 
-pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
-                               pndm_png_text_fn fn, void *user, pndm_error *err) {
+pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source, pndm_png_text_fn fn, void *user,
+                               pndm_error *err) {
     if (!source) source = "<png>";
     png_dec c;
     pndm_status s = png_dec_start(&c, buf, size, source, err);
@@ -466,8 +477,8 @@ pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
     return s;
 }
 
-pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels,
-                            int *width, int *height, int *channels, pndm_error *err) {
+pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels, int *width, int *height,
+                            int *channels, pndm_error *err) {
     *pixels = NULL;
     *width = *height = *channels = 0;
     if (!source) source = "<png>";

@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MiB */
 /* JSON numbers are doubles: integers are exact only below 2^53. */
 #define ST_MAX_JSON_INT 9007199254740992.0
@@ -26,8 +25,8 @@ static const tt_dtype st_dtypes[] = {TT_F32, TT_F16, TT_BF16};
 
 /* dtypes of the safetensors format that this reader does not load */
 static const char *const st_unsupported[] = {
-    "F64", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL",
-    "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64", "C128",
+    "F64",  "I64",     "I32",     "I16",     "I8",      "U64",     "U32", "U16", "U8",
+    "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",  "C64", "C128",
 };
 
 /* Parser state: the table being filled plus what the checks need. */
@@ -36,13 +35,12 @@ typedef struct {
     pndm_error *err;
     const unsigned char *data; /* start of the byte buffer (after the header) */
     size_t data_size;
-    uint64_t *begin;           /* per tensor, parallel to f->tensors while parsing */
+    uint64_t *begin; /* per tensor, parallel to f->tensors while parsing */
     uint64_t *end;
 } st_parser;
 
 /* Fail with "<source>: tensor '<name>': <message>" (or "<source>: <message>" for name NULL). */
-static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, const char *fmt, ...)
-    CORE_PRINTF(4, 5);
+static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, const char *fmt, ...) CORE_PRINTF(4, 5);
 static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, const char *fmt, ...) {
     char msg[768], src[160], qn[160];
     va_list ap;
@@ -120,8 +118,8 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
         uint64_t v;
         if (!st_json_uint(e, &v)) {
             if (cJSON_IsNumber(e))
-                return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] = %.15g is not a non-negative integer below 2^53",
-                               i, e->valuedouble);
+                return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] = %.15g is not a non-negative integer below 2^53", i,
+                               e->valuedouble);
             return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] is %s, expected a non-negative integer", i,
                            st_json_type(e));
         }
@@ -133,7 +131,10 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
     st_format_shape(sh, sizeof sh, t->shape, t->ndim);
     /* a zero dimension makes the product 0 whatever the others are */
     for (i = 0; i < n; i++)
-        if (t->shape[i] == 0) { overflow = 0; count = 0; }
+        if (t->shape[i] == 0) {
+            overflow = 0;
+            count = 0;
+        }
     size_t esize = tt_dtype_size(t->dtype);
     if (overflow || !core_mul_size(count, esize, &t->nbytes))
         return st_fail(p, PNDM_ERR_MODEL, name, "shape %s x %s overflows the address space", sh,
@@ -165,16 +166,15 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
         }
     }
     unsigned long long b = v[0], en = v[1];
-    if (b > en)
-        return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] are reversed (begin > end)", b, en);
+    if (b > en) return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] are reversed (begin > end)", b, en);
     if (en > (uint64_t)p->data_size)
-        return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] end beyond the %zu bytes of tensor data",
-                       b, en, p->data_size);
+        return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] end beyond the %zu bytes of tensor data", b,
+                       en, p->data_size);
     if (en - b != (uint64_t)t->nbytes) {
         char sh[256];
         st_format_shape(sh, sizeof sh, t->shape, t->ndim);
-        return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] give %llu bytes, shape %s x %s needs %zu",
-                       b, en, en - b, sh, tt_dtype_name(t->dtype), t->nbytes);
+        return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] give %llu bytes, shape %s x %s needs %zu", b,
+                       en, en - b, sh, tt_dtype_name(t->dtype), t->nbytes);
     }
     *begin = v[0];
     *end = v[1];
@@ -191,8 +191,7 @@ static pndm_status st_parse_metadata(st_parser *p, const cJSON *meta) {
         if (!cJSON_IsString(e) || !e->valuestring)
             return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" value of '%s' is %s, expected a string", q,
                            st_json_type(e));
-        if (tt_meta(p->f, e->string))
-            return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" has key '%s' twice", q);
+        if (tt_meta(p->f, e->string)) return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" has key '%s' twice", q);
         pndm_status s = tt_set_meta(p->f, e->string, e->valuestring, p->err);
         if (s) return s;
     }
@@ -223,8 +222,7 @@ static pndm_status st_check_layout(st_parser *p) {
     if (n == 0) return PNDM_OK;
     st_sort_item *items = malloc((size_t)n * sizeof *items);
     if (!items) return st_fail(p, PNDM_ERR_NOMEM, NULL, "out of memory checking %d tensors", n);
-    for (int i = 0; i < n; i++)
-        items[i] = (st_sort_item){f->tensors[i].name, p->begin[i], p->end[i], i};
+    for (int i = 0; i < n; i++) items[i] = (st_sort_item){f->tensors[i].name, p->begin[i], p->end[i], i};
     pndm_status s = PNDM_OK;
     qsort(items, (size_t)n, sizeof *items, st_cmp_name);
     for (int i = 1; i < n && s == PNDM_OK; i++)

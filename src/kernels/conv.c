@@ -31,15 +31,15 @@
 #endif
 
 /* Work partition constants (they change neither results nor their determinism). */
-#define CONV_KC 256         /* k rows per packed im2col block: A (kc x 16) and B blocks stay in L1/L2 */
-#define CONV_CHUNK 16       /* strips (16 output pixels each) packed together (im2col of 256 pixels) */
-#define CONV_GROUP 2        /* weight panels (16 output channels each) per task ... */
-#define CONV_MIN_TASKS 4    /* ... and strips split among tasks until a chunk has this many */
-#define WINO_NS 16          /* at most this many strips of 16 tiles per Winograd chunk ... */
-#define WINO_V_FLOATS (1u << 20)   /* ... and at most this many floats (4 MiB) of V per chunk */
-#define WINO_GROUP 2        /* weight panels (16 output channels each) per Winograd task */
-#define WINO_CI_BLOCK 16    /* input channels per input-transform task */
-#define WINO_KB 128         /* input channels per GEMM block (U: 36 x 2 panels x 128 x 16 floats) */
+#define CONV_KC 256              /* k rows per packed im2col block: A (kc x 16) and B blocks stay in L1/L2 */
+#define CONV_CHUNK 16            /* strips (16 output pixels each) packed together (im2col of 256 pixels) */
+#define CONV_GROUP 2             /* weight panels (16 output channels each) per task ... */
+#define CONV_MIN_TASKS 4         /* ... and strips split among tasks until a chunk has this many */
+#define WINO_NS 16               /* at most this many strips of 16 tiles per Winograd chunk ... */
+#define WINO_V_FLOATS (1u << 20) /* ... and at most this many floats (4 MiB) of V per chunk */
+#define WINO_GROUP 2             /* weight panels (16 output channels each) per Winograd task */
+#define WINO_CI_BLOCK 16         /* input channels per input-transform task */
+#define WINO_KB 128              /* input channels per GEMM block (U: 36 x 2 panels x 128 x 16 floats) */
 
 static int min_i(int a, int b) { return a < b ? a : b; }
 static int max_i(int a, int b) { return a > b ? a : b; }
@@ -56,8 +56,8 @@ int op_conv_init(op_conv_w *cw, const op_conv_geom *g, const float *w, const flo
     if (!cw->a) return 0;
     /* panel p, row k = (ci, ky, kx): output channels 16p .. 16p + 15 of w (cout, cin, k, k) */
     for (int p = 0; p < cw->panels; p++)
-        gemm_pack_panel(w + (size_t)p * GEMM_MR * cw->K, (size_t)cw->K, 1, min_i(GEMM_MR, g->cout - p * GEMM_MR),
-                        cw->K, cw->a + (size_t)p * cw->K * GEMM_MR);
+        gemm_pack_panel(w + (size_t)p * GEMM_MR * cw->K, (size_t)cw->K, 1, min_i(GEMM_MR, g->cout - p * GEMM_MR), cw->K,
+                        cw->a + (size_t)p * cw->K * GEMM_MR);
     return 1;
 }
 
@@ -68,7 +68,7 @@ void op_conv_free(op_conv_w *cw) {
 }
 
 /* ---- path choice and workspace ------------------------------------------------------------ */
-static int wino_enabled = -1;   /* -1: not read yet; PNDM_WINOGRAD=0 disables */
+static int wino_enabled = -1; /* -1: not read yet; PNDM_WINOGRAD=0 disables */
 
 void op_conv_set_winograd(int on) { wino_enabled = on ? 1 : 0; }
 
@@ -84,8 +84,8 @@ static int wino_on(void) {
  * out on (H, W) images: 4 when an image has >= 16 tiles of 4x4, else 2 when it has >= 16 of 2x2,
  * else 0 (direct). The image size alone decides, so every image of a batch takes the same path. */
 static int wino_tile(const op_conv_geom *g, int H, int W) {
-    if (!wino_on() || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 ||
-        g->pad_r != 1 || g->cin < 16 || g->cout < 16)
+    if (!wino_on() || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 || g->pad_r != 1 ||
+        g->cin < 16 || g->cout < 16)
         return 0;
     if (((H + 3) / 4) * ((W + 3) / 4) >= 16) return 4;
     if (((H + 1) / 2) * ((W + 1) / 2) >= 16) return 2;
@@ -140,14 +140,14 @@ typedef struct conv_job {
     const op_conv_epi *e;
     const float *x;
     float *y;
-    int H, W, Ho, Wo, P;   /* P = Ho * Wo output pixels per image */
-    int spi, n_strips;     /* strips per image; in all */
-    int s0, ns;            /* the current chunk: first strip, strips */
-    int kc, nkb;           /* k rows per block; blocks */
-    int n_groups;          /* groups of CONV_GROUP panels */
-    int n_parts;           /* strip ranges per group (tasks = n_groups * n_parts) */
-    int in_place;          /* 1x1, stride 1, no padding, whole strips: B is x itself (ldb = P) */
-    float *bp;             /* the chunk's im2col, (ns, K, 16), shared (unless in_place) */
+    int H, W, Ho, Wo, P; /* P = Ho * Wo output pixels per image */
+    int spi, n_strips;   /* strips per image; in all */
+    int s0, ns;          /* the current chunk: first strip, strips */
+    int kc, nkb;         /* k rows per block; blocks */
+    int n_groups;        /* groups of CONV_GROUP panels */
+    int n_parts;         /* strip ranges per group (tasks = n_groups * n_parts) */
+    int in_place;        /* 1x1, stride 1, no padding, whole strips: B is x itself (ldb = P) */
+    float *bp;           /* the chunk's im2col, (ns, K, 16), shared (unless in_place) */
     gemm_tile_fn tile;
 } conv_job;
 
@@ -268,7 +268,7 @@ static void conv_gemm_task(void *arg, size_t task, int thread) {
                 const float *bm = j->bp + ((size_t)si * K + (size_t)k0) * GEMM_NR;
                 size_t ldb = GEMM_NR;
                 if (j->in_place) {
-                    bm = j->x + ((size_t)b * K + (size_t)k0) * j->P + (size_t)p0;   // x (B, cin, P)
+                    bm = j->x + ((size_t)b * K + (size_t)k0) * j->P + (size_t)p0; // x (B, cin, P)
                     ldb = (size_t)j->P;
                 }
                 j->tile(kn, a, GEMM_MR, bm, ldb, j->y + off, (size_t)j->P, rows, min_i(GEMM_NR, j->P - p0), flags, &ep);
@@ -404,9 +404,11 @@ INLINE void wino_input_tf(const int m, float d[36][16], float t[36][16], float *
 
 INLINE void wino_weight_tf(const int m, const float *g, float t[18][16], float *out, size_t os) {
     const int n = m + 2;
-    for (int kx = 0; kx < 3; kx++) m == 4 ? wino4_g(g + kx * 16, 3 * 16, t[kx], 3 * 16) : wino2_g(g + kx * 16, 3 * 16, t[kx], 3 * 16);
+    for (int kx = 0; kx < 3; kx++)
+        m == 4 ? wino4_g(g + kx * 16, 3 * 16, t[kx], 3 * 16) : wino2_g(g + kx * 16, 3 * 16, t[kx], 3 * 16);
     for (int i = 0; i < n; i++)
-        m == 4 ? wino4_g(t[i * 3], 16, out + (size_t)(i * 6) * os, os) : wino2_g(t[i * 3], 16, out + (size_t)(i * 4) * os, os);
+        m == 4 ? wino4_g(t[i * 3], 16, out + (size_t)(i * 6) * os, os)
+               : wino2_g(t[i * 3], 16, out + (size_t)(i * 4) * os, os);
 }
 
 INLINE void wino_output_tf(const int m, float a[36][16], float t[24][16], float o[16][16]) {
@@ -421,12 +423,12 @@ typedef struct wino_job {
     const op_conv_epi *e;
     const float *x;
     float *y;
-    int m, n, X;           /* output tile m x m, input tile n x n, X = n * n components */
-    int H, W, tw, TI, T;   /* tiles per row, per image, in all */
+    int m, n, X;         /* output tile m x m, input tile n x n, X = n * n components */
+    int H, W, tw, TI, T; /* tiles per row, per image, in all */
     int cin, cout;
-    int strip0, ns;        /* the current chunk: first strip, strips */
-    int nsmax;             /* strips per chunk (the layout of V and M) */
-    int n_cb;              /* input-channel blocks */
+    int strip0, ns; /* the current chunk: first strip, strips */
+    int nsmax;      /* strips per chunk (the layout of V and M) */
+    int n_cb;       /* input-channel blocks */
     int n_groups;
     gemm_tile_fn tile;
 } wino_job;
@@ -466,8 +468,8 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
     }
 #if CONV_GATHER
     /* gathers need 32-bit offsets: images of the whole input below 2^31 floats */
-    const int gather = gemm_path_get() == GEMM_PATH_AVX512 &&
-                       (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
+    const int gather =
+        gemm_path_get() == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
     int32_t idx[16];
     uint16_t rows[6] = {0}, cols[6] = {0};
     for (int l = 0; l < 16; l++) {
@@ -478,30 +480,32 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
         }
     }
 #endif
-    const size_t vs = (size_t)j->nsmax * j->cin * 16;   // V stride between components
+    const size_t vs = (size_t)j->nsmax * j->cin * 16; // V stride between components
     const int ci1 = min_i(j->cin, (cb + 1) * WINO_CI_BLOCK);
     for (int ci = cb * WINO_CI_BLOCK; ci < ci1; ci++) {
-        float d[36][16], t[36][16];   // [r * n + c][lane]
+        float d[36][16], t[36][16]; // [r * n + c][lane]
 #if CONV_GATHER
-        if (gather) wino_gather_avx512(j->x + (size_t)ci * H * W, idx, rows, cols, W, n, d);
+        if (gather)
+            wino_gather_avx512(j->x + (size_t)ci * H * W, idx, rows, cols, W, n, d);
         else
 #endif
-        for (int l = 0; l < 16; l++) {
-            const float *xc = j->x + plane[l] + (size_t)ci * H * W;
-            if (inner[l]) {
-                const float *p = xc + (size_t)iy0[l] * W + ix0[l];
-                for (int r = 0; r < n; r++)
-                    for (int c = 0; c < n; c++) d[r * n + c][l] = p[(size_t)r * W + c];
-            } else {
-                for (int r = 0; r < n; r++) {
-                    const int iy = iy0[l] + r;
-                    for (int c = 0; c < n; c++) {
-                        const int ix = ix0[l] + c;
-                        d[r * n + c][l] = valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W ? xc[(size_t)iy * W + ix] : 0.0f;
+            for (int l = 0; l < 16; l++) {
+                const float *xc = j->x + plane[l] + (size_t)ci * H * W;
+                if (inner[l]) {
+                    const float *p = xc + (size_t)iy0[l] * W + ix0[l];
+                    for (int r = 0; r < n; r++)
+                        for (int c = 0; c < n; c++) d[r * n + c][l] = p[(size_t)r * W + c];
+                } else {
+                    for (int r = 0; r < n; r++) {
+                        const int iy = iy0[l] + r;
+                        for (int c = 0; c < n; c++) {
+                            const int ix = ix0[l] + c;
+                            d[r * n + c][l] =
+                                valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W ? xc[(size_t)iy * W + ix] : 0.0f;
+                        }
                     }
                 }
             }
-        }
         wino_input_tf(m, d, t, j->ctx->shared + ((size_t)si * j->cin + ci) * 16, vs);
     }
 }
@@ -509,30 +513,34 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
 OPS_CLONES static void wino_input_task(void *arg, size_t task, int thread) {
     (void)thread;
     const wino_job *j = arg;
-    if (j->m == 4) wino_input_body(j, task, 4);
-    else wino_input_body(j, task, 2);
+    if (j->m == 4)
+        wino_input_body(j, task, 4);
+    else
+        wino_input_body(j, task, 2);
 }
 
 /* U[xi][pl][c][lane] = (G g G^T)[xi] for input channels ci0 + c, c < nc, of the 16 output
  * channels of panel pn, from the packed panel (rows k = ci * 9 + ky * 3 + kx). */
 INLINE void wino_weights_body(const wino_job *j, int pn, int pl, int ci0, int nc, float *U, const int m) {
     const float *a = j->cw->a + (size_t)pn * j->cw->K * GEMM_MR;
-    const size_t us = (size_t)WINO_GROUP * WINO_KB * 16;   // U stride between components
+    const size_t us = (size_t)WINO_GROUP * WINO_KB * 16; // U stride between components
     for (int c = 0; c < nc; c++) {
-        float t[18][16];   // t[i * 3 + kx] = (G g)[i][kx]
+        float t[18][16]; // t[i * 3 + kx] = (G g)[i][kx]
         wino_weight_tf(m, a + (size_t)(ci0 + c) * 9 * GEMM_MR, t, U + ((size_t)pl * WINO_KB + c) * 16, us);
     }
 }
 
 OPS_CLONES static void wino_weights(const wino_job *j, int pn, int pl, int ci0, int nc, float *U) {
-    if (j->m == 4) wino_weights_body(j, pn, pl, ci0, nc, U, 4);
-    else wino_weights_body(j, pn, pl, ci0, nc, U, 2);
+    if (j->m == 4)
+        wino_weights_body(j, pn, pl, ci0, nc, U, 4);
+    else
+        wino_weights_body(j, pn, pl, ci0, nc, U, 2);
 }
 
 /* Output transform of output channel co (row r of M) for the chunk's strip si, plus the
  * epilogue, scattered into y. */
 INLINE void wino_output_body(const wino_job *j, const float *M, size_t ldm, int si, int co, const int m) {
-    float a[36][16], t[24][16], o[16][16];   // t[i * n + c] = (A^T M)[i][c]; o[i * m + jx][lane]
+    float a[36][16], t[24][16], o[16][16]; // t[i * n + c] = (A^T M)[i][c]; o[i * m + jx][lane]
     for (int xi = 0; xi < (m + 2) * (m + 2); xi++)
         memcpy(a[xi], M + (size_t)xi * WINO_GROUP * 16 * ldm + (size_t)si * 16, sizeof a[xi]);
     wino_output_tf(m, a, t, o);
@@ -560,10 +568,10 @@ INLINE void wino_output_body(const wino_job *j, const float *M, size_t ldm, int 
         for (int l = 0; l < 16; l++)
             for (int q = 0; q < m * m; q++) {
                 const int i = q / m, jx = q % m;
-                r[q][l] = valid[l] && (full[l] || (p[l] / W % (size_t)j->H + (size_t)i < (size_t)j->H &&
-                                                   p[l] % W + (size_t)jx < W))
-                              ? e->res[p[l] + (size_t)i * W + (size_t)jx]
-                              : 0.0f;
+                r[q][l] = valid[l] &&
+                        (full[l] || (p[l] / W % (size_t)j->H + (size_t)i < (size_t)j->H && p[l] % W + (size_t)jx < W))
+                    ? e->res[p[l] + (size_t)i * W + (size_t)jx]
+                    : 0.0f;
             }
         for (int q = 0; q < m * m; q++)
             for (int l = 0; l < 16; l++) o[q][l] += r[q][l];
@@ -581,14 +589,17 @@ INLINE void wino_output_body(const wino_job *j, const float *M, size_t ldm, int 
         } else {
             const size_t oy0 = p[l] / W % (size_t)j->H, ox0 = p[l] % W;
             for (int i = 0; i < m && oy0 + (size_t)i < (size_t)j->H; i++)
-                for (int jx = 0; jx < m && ox0 + (size_t)jx < W; jx++) yl[(size_t)i * W + (size_t)jx] = o[i * m + jx][l];
+                for (int jx = 0; jx < m && ox0 + (size_t)jx < W; jx++)
+                    yl[(size_t)i * W + (size_t)jx] = o[i * m + jx][l];
         }
     }
 }
 
 OPS_CLONES static void wino_output(const wino_job *j, const float *M, size_t ldm, int si, int co) {
-    if (j->m == 4) wino_output_body(j, M, ldm, si, co, 4);
-    else wino_output_body(j, M, ldm, si, co, 2);
+    if (j->m == 4)
+        wino_output_body(j, M, ldm, si, co, 4);
+    else
+        wino_output_body(j, M, ldm, si, co, 2);
 }
 
 /* Phase 2, task = group of WINO_GROUP panels: input channel block by block (U and M stay in L2),
@@ -598,9 +609,9 @@ static void wino_gemm_task(void *arg, size_t task, int thread) {
     const op_conv_w *cw = j->cw;
     const int cin = j->cin, ns = j->ns;
     const size_t ldm = (size_t)j->nsmax * 16;
-    float *U = j->ctx->ws[thread];                                  // (X, WINO_GROUP, WINO_KB, 16)
-    float *M = U + (size_t)j->X * WINO_GROUP * WINO_KB * 16;        // (X, WINO_GROUP * 16, nsmax * 16)
-    const float *V = j->ctx->shared;                                // (X, nsmax, cin, 16)
+    float *U = j->ctx->ws[thread];                           // (X, WINO_GROUP, WINO_KB, 16)
+    float *M = U + (size_t)j->X * WINO_GROUP * WINO_KB * 16; // (X, WINO_GROUP * 16, nsmax * 16)
+    const float *V = j->ctx->shared;                         // (X, nsmax, cin, 16)
     const int pn0 = (int)task * WINO_GROUP, pn1 = min_i(cw->panels, pn0 + WINO_GROUP);
     for (int ci0 = 0; ci0 < cin; ci0 += WINO_KB) {
         const int nc = min_i(WINO_KB, cin - ci0);
@@ -612,8 +623,8 @@ static void wino_gemm_task(void *arg, size_t task, int thread) {
                 const float *a = U + ((size_t)xi * WINO_GROUP + pl) * WINO_KB * 16;
                 for (int si = 0; si < ns; si++)
                     j->tile(nc, a, 16, V + (((size_t)xi * j->nsmax + si) * cin + ci0) * 16, 16,
-                            M + ((size_t)xi * WINO_GROUP * 16 + (size_t)pl * 16) * ldm + (size_t)si * 16, ldm, rows,
-                            16, flags, NULL);
+                            M + ((size_t)xi * WINO_GROUP * 16 + (size_t)pl * 16) * ldm + (size_t)si * 16, ldm, rows, 16,
+                            flags, NULL);
             }
     }
     for (int pn = pn0; pn < pn1; pn++) {
@@ -657,6 +668,8 @@ void op_conv2d(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int
                float *y) {
     if (B <= 0 || cw->g.cout <= 0) return;
     const int m = wino_tile(&cw->g, H, W);
-    if (m) conv_winograd(c, cw, m, x, B, H, W, e, y);
-    else conv_direct(c, cw, x, B, H, W, e, y);
+    if (m)
+        conv_winograd(c, cw, m, x, B, H, W, e, y);
+    else
+        conv_direct(c, cw, x, B, H, W, e, y);
 }

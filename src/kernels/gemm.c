@@ -17,8 +17,8 @@
 
 /* ---- portable path ------------------------------------------------------------------------- */
 /* Four rows at a time (as the AVX2 path), each element a sequential chain over k. */
-static void tile_generic(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
-                         int rows, int cols, int flags, const gemm_epi *e) {
+static void tile_generic(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, int rows,
+                         int cols, int flags, const gemm_epi *e) {
     for (int r0 = 0; r0 < rows; r0 += 4) {
         const int nr = rows - r0 < 4 ? rows - r0 : 4;
         float acc[4][GEMM_NR];
@@ -26,8 +26,10 @@ static void tile_generic(int K, const float *a, size_t lda, const float *b, size
             for (int j = 0; j < GEMM_NR; j++) {
                 float v = 0.0f;
                 if (i < nr && j < cols) {
-                    if (flags & GEMM_FIRST) v = e && e->bias ? e->bias[r0 + i] : 0.0f;
-                    else v = c[(size_t)(r0 + i) * ldc + j];
+                    if (flags & GEMM_FIRST)
+                        v = e && e->bias ? e->bias[r0 + i] : 0.0f;
+                    else
+                        v = c[(size_t)(r0 + i) * ldc + j];
                 }
                 acc[i][j] = v;
             }
@@ -100,15 +102,14 @@ GEMM_AVX2 static void tile_avx2(int K, const float *a, size_t lda, const float *
 }
 
 /* ---- AVX-512 + FMA: 16 zmm accumulators (one per row), broadcast A, one B vector per k ------ */
-GEMM_AVX512 static void tile_avx512(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c,
-                                    size_t ldc, int rows, int cols, int flags, const gemm_epi *e) {
+GEMM_AVX512 static void tile_avx512(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                                    int rows, int cols, int flags, const gemm_epi *e) {
     const __mmask16 m = (__mmask16)(cols >= GEMM_NR ? 0xFFFFu : (1u << cols) - 1u);
     __m512 acc[GEMM_MR];
     if (flags & GEMM_FIRST) {
         const float *bias = e ? e->bias : NULL;
 #pragma GCC unroll 16
-        for (int r = 0; r < GEMM_MR; r++)
-            acc[r] = bias && r < rows ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+        for (int r = 0; r < GEMM_MR; r++) acc[r] = bias && r < rows ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
     } else {
 #pragma GCC unroll 16
         for (int r = 0; r < GEMM_MR; r++)
@@ -164,8 +165,10 @@ static gemm_path gemm_best_below(gemm_path p) {
 static void gemm_init_once(void) {
     gemm_path p = GEMM_PATH_AVX512;
     const char *env = getenv("PNDM_KERNEL");
-    if (env && strcmp(env, "avx2") == 0) p = GEMM_PATH_AVX2;
-    else if (env && strcmp(env, "generic") == 0) p = GEMM_PATH_GENERIC;
+    if (env && strcmp(env, "avx2") == 0)
+        p = GEMM_PATH_AVX2;
+    else if (env && strcmp(env, "generic") == 0)
+        p = GEMM_PATH_GENERIC;
     gemm_cur = gemm_best_below(p);
 }
 

@@ -22,27 +22,27 @@
 
 #include <stddef.h>
 
-#define GEMM_MR 16   /* rows of a panel */
-#define GEMM_NR 16   /* columns of a strip */
+#define GEMM_MR 16 /* rows of a panel */
+#define GEMM_NR 16 /* columns of a strip */
 
 typedef enum gemm_path { GEMM_PATH_GENERIC = 0, GEMM_PATH_AVX2 = 1, GEMM_PATH_AVX512 = 2 } gemm_path;
 
 enum {
-    GEMM_FIRST = 1,  /* start from bias (or 0) instead of loading C */
-    GEMM_LAST = 2    /* apply the epilogue (residual, divisor) before storing */
+    GEMM_FIRST = 1, /* start from bias (or 0) instead of loading C */
+    GEMM_LAST = 2   /* apply the epilogue (residual, divisor) before storing */
 };
 
 typedef struct gemm_epi {
-    const float *bias;  /* (16) per row, used with GEMM_FIRST; NULL: 0 */
-    const float *res;   /* residual tile (rows x cols, row stride ldr) added with GEMM_LAST, or NULL */
+    const float *bias; /* (16) per row, used with GEMM_FIRST; NULL: 0 */
+    const float *res;  /* residual tile (rows x cols, row stride ldr) added with GEMM_LAST, or NULL */
     size_t ldr;
-    float div;          /* with GEMM_LAST: C = (C + R) / div when div != 1 (a true division) */
+    float div; /* with GEMM_LAST: C = (C + R) / div when div != 1 (a true division) */
 } gemm_epi;
 
 /* One tile. rows, cols in [1, 16]: only those rows/columns of C (and R) are read or written;
  * A and B must still hold 16 readable floats per k (zero-padded when packed). e may be NULL. */
-typedef void (*gemm_tile_fn)(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c,
-                             size_t ldc, int rows, int cols, int flags, const gemm_epi *e);
+typedef void (*gemm_tile_fn)(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                             int rows, int cols, int flags, const gemm_epi *e);
 
 /* The selected path and its tile function. */
 gemm_path gemm_path_get(void);

@@ -10,9 +10,9 @@
 #include <string.h>
 
 /* Work partition constants (they do not change results). */
-#define OPS_ATTN_WS_TARGET (1u << 20)   /* attention score floats per task (4 MiB) */
-#define OPS_ATTN_QUERIES 64             /* queries per attention task */
-#define OPS_PLANE_BLOCK 16              /* (image, channel) planes per task for resampling */
+#define OPS_ATTN_WS_TARGET (1u << 20) /* attention score floats per task (4 MiB) */
+#define OPS_ATTN_QUERIES 64           /* queries per attention task */
+#define OPS_PLANE_BLOCK 16            /* (image, channel) planes per task for resampling */
 
 const char *ops_kernel_name(void) { return gemm_path_name(gemm_path_get()); }
 
@@ -50,9 +50,9 @@ void op_linear(const float *x, int B, int in, const float *w, const float *bias,
 /* exp(x) for x in [-87, 88] (clamped), Cephes expf: x = n ln2 + r, e^r by a degree-6 polynomial,
  * times 2^n through the exponent bits. About 1 ulp; branch-free so loops over it vectorise. */
 static inline __attribute__((always_inline)) float exp_ops(float x) {
-    x = x > -87.0f ? x : -87.0f;   /* NaN -> -87 too: the int conversion below must stay defined */
+    x = x > -87.0f ? x : -87.0f; /* NaN -> -87 too: the int conversion below must stay defined */
     x = x < 88.0f ? x : 88.0f;
-    const float magic = 12582912.0f;   /* 1.5 * 2^23: (t + magic) - magic rounds t to an integer */
+    const float magic = 12582912.0f; /* 1.5 * 2^23: (t + magic) - magic rounds t to an integer */
     float fn = (x * 1.44269504088896341f + magic) - magic;
     int32_t n = (int32_t)fn;
     float r = x - fn * 0.693359375f;
@@ -144,9 +144,8 @@ OPS_CLONES static void gn_task(void *arg, size_t task, int thread) {
     }
 }
 
-void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G,
-                   const float *gamma, const float *beta, float eps, const float *scale,
-                   const float *shift, size_t ss_stride, int silu, float *y) {
+void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G, const float *gamma, const float *beta,
+                   float eps, const float *scale, const float *shift, size_t ss_stride, int silu, float *y) {
     gn_job j = {x, gamma, beta, scale, shift, y, C, HW, G, silu, eps, ss_stride};
     tp_run(c->pool, (size_t)B * (size_t)G, gn_task, &j);
 }
@@ -188,8 +187,8 @@ static void resample_task(void *arg, size_t task, int thread) {
     for (size_t p = p0; p < p1; p++) j->plane(j->x + p * j->in_sz, j->H, j->W, j->y + p * j->out_sz);
 }
 
-static void run_planes(const ops_ctx *c, const float *x, int B, int C, int H, int W, float *y,
-                       size_t out_sz, void (*plane)(const float *, int, int, float *)) {
+static void run_planes(const ops_ctx *c, const float *x, int B, int C, int H, int W, float *y, size_t out_sz,
+                       void (*plane)(const float *, int, int, float *)) {
     resample_job j;
     j.x = x;
     j.y = y;
@@ -242,14 +241,32 @@ static void fir_up_plane(const float *x, int H, int W, float *y) {
         int m = oy / 2;
         int ys[2];
         float wy[2];
-        if (oy % 2 == 0) { ys[0] = m - 1; wy[0] = 1.0f; ys[1] = m; wy[1] = 3.0f; }
-        else { ys[0] = m; wy[0] = 3.0f; ys[1] = m + 1; wy[1] = 1.0f; }
+        if (oy % 2 == 0) {
+            ys[0] = m - 1;
+            wy[0] = 1.0f;
+            ys[1] = m;
+            wy[1] = 3.0f;
+        } else {
+            ys[0] = m;
+            wy[0] = 3.0f;
+            ys[1] = m + 1;
+            wy[1] = 1.0f;
+        }
         for (int ox = 0; ox < Wo; ox++) {
             int n = ox / 2;
             int xs[2];
             float wx[2];
-            if (ox % 2 == 0) { xs[0] = n - 1; wx[0] = 1.0f; xs[1] = n; wx[1] = 3.0f; }
-            else { xs[0] = n; wx[0] = 3.0f; xs[1] = n + 1; wx[1] = 1.0f; }
+            if (ox % 2 == 0) {
+                xs[0] = n - 1;
+                wx[0] = 1.0f;
+                xs[1] = n;
+                wx[1] = 3.0f;
+            } else {
+                xs[0] = n;
+                wx[0] = 3.0f;
+                xs[1] = n + 1;
+                wx[1] = 1.0f;
+            }
             float s = 0.0f;
             for (int a = 0; a < 2; a++) {
                 if (ys[a] < 0 || ys[a] >= H) continue;
@@ -376,11 +393,11 @@ static void attn_task(void *arg, size_t task, int thread) {
     const size_t h = rem / (size_t)j->n_qb;
     const int HW = j->HW, d = j->d, nq = j->nq;
     const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
-    const size_t hoff = h * (size_t)d * (size_t)HW;    // head h of image b: (d, HW)
+    const size_t hoff = h * (size_t)d * (size_t)HW; // head h of image b: (d, HW)
     const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
     float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
-    float *st = j->c->ws[thread];                      // S^T (HW, nq)
-    float *ta = st + (size_t)HW * nq, *tb = ta + (size_t)d * 16;   // tail panels (d, 16)
+    float *st = j->c->ws[thread];                                // S^T (HW, nq)
+    float *ta = st + (size_t)HW * nq, *tb = ta + (size_t)d * 16; // tail panels (d, 16)
     if (nqv < nq) memset(st, 0, (size_t)HW * nq * sizeof *st);
     /* S^T[jk][i] = sum_c k[c][jk] q[c][i0 + i] */
     for (int q0 = 0; q0 < nqv; q0 += 16) {
@@ -417,8 +434,8 @@ static void attn_task(void *arg, size_t task, int thread) {
     }
 }
 
-void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B,
-                  int C, int HW, int heads, float scale, float *o) {
+void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B, int C,
+                  int HW, int heads, float scale, float *o) {
     attn_job j;
     j.qkv_stride = qkv_stride;
     j.q = q;
@@ -454,8 +471,13 @@ void op_timestep_embedding(const float *t, int B, int dim, int flip_sin_to_cos, 
             float f = (float)exp((double)e);
             float arg = t[b] * f;
             float sv = (float)sin((double)arg), cv = (float)cos((double)arg);
-            if (flip_sin_to_cos) { yb[i] = cv; yb[half + i] = sv; }
-            else { yb[i] = sv; yb[half + i] = cv; }
+            if (flip_sin_to_cos) {
+                yb[i] = cv;
+                yb[half + i] = sv;
+            } else {
+                yb[i] = sv;
+                yb[half + i] = cv;
+            }
         }
         if (dim % 2) yb[dim - 1] = 0.0f;
     }

@@ -24,10 +24,10 @@
 #endif
 
 typedef struct ops_ctx {
-    tp_pool *pool;      /* may be NULL: run on the caller */
-    float **ws;         /* ws[thread]: per-thread scratch of ws_floats floats */
+    tp_pool *pool; /* may be NULL: run on the caller */
+    float **ws;    /* ws[thread]: per-thread scratch of ws_floats floats */
     size_t ws_floats;
-    float *shared;      /* scratch used by all threads of one kernel call */
+    float *shared; /* scratch used by all threads of one kernel call */
     size_t shared_floats;
 } ops_ctx;
 
@@ -37,16 +37,16 @@ const char *ops_kernel_name(void);
 /* ---- convolution ------------------------------------------------------------------------ */
 typedef struct op_conv_geom {
     int cin, cout, k, stride;
-    int pad_t, pad_l, pad_b, pad_r;  /* zero padding (asymmetric for Downsample2D padding=0) */
+    int pad_t, pad_l, pad_b, pad_r; /* zero padding (asymmetric for Downsample2D padding=0) */
 } op_conv_geom;
 
 /* Weights packed for the GEMM tiles: panels of 16 output channels, (panels, cin*k*k, 16). */
 typedef struct op_conv_w {
     op_conv_geom g;
-    int K;              /* cin * k * k */
-    int panels;         /* ceil(cout / 16) */
-    float *a;           /* owned, 64-byte aligned */
-    const float *bias;  /* (cout) or NULL, not owned */
+    int K;             /* cin * k * k */
+    int panels;        /* ceil(cout / 16) */
+    float *a;          /* owned, 64-byte aligned */
+    const float *bias; /* (cout) or NULL, not owned */
 } op_conv_w;
 
 /* Pack w (cout, cin, k, k); bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
@@ -58,10 +58,10 @@ int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after);
 
 /* What a convolution adds to its sum: y = (conv(x) + bias + img_bias[b] + res) / div. */
 typedef struct op_conv_epi {
-    const float *img_bias;   /* (B, cout) with row stride img_bias_stride, or NULL */
+    const float *img_bias; /* (B, cout) with row stride img_bias_stride, or NULL */
     size_t img_bias_stride;
-    const float *res;        /* (B, cout, Ho, Wo) residual, or NULL; may equal y */
-    float div;               /* 1: none */
+    const float *res; /* (B, cout, Ho, Wo) residual, or NULL; may equal y */
+    float div;        /* 1: none */
 } op_conv_epi;
 
 /* Scratch op_conv2d needs on (H, W) inputs: floats per thread (ctx->ws) and shared (ctx->shared). */
@@ -80,9 +80,8 @@ void op_linear(const float *x, int B, int in, const float *w, const float *bias,
 /* GroupNorm over (C/G channels x HW) per image and group, then optional per-image FiLM
  * y = y * (1 + scale[b, c]) + shift[b, c] (scale/shift (B, C) with row stride ss_stride, or NULL),
  * then optional SiLU. x (B, C, HW) -> y (B, C, HW); y may equal x. */
-void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G,
-                   const float *gamma, const float *beta, float eps, const float *scale,
-                   const float *shift, size_t ss_stride, int silu, float *y);
+void op_group_norm(const ops_ctx *c, const float *x, int B, int C, int HW, int G, const float *gamma, const float *beta,
+                   float eps, const float *scale, const float *shift, size_t ss_stride, int silu, float *y);
 /* y = silu(x) = x * sigmoid(x), n floats (y may equal x). */
 void op_silu(const float *x, size_t n, float *y);
 /* y = (a + b) / div, n floats (y may equal a or b). div is applied as a true division. */
@@ -109,8 +108,8 @@ void op_attention_ws(int B, int C, int HW, int heads, size_t *per_thread, size_t
  * q, k, v (B, C, HW) with image stride qkv_stride (floats; C * HW when separate), o (B, C, HW),
  * head h = channels [h*d, (h+1)*d), d = C / heads:
  * o[:, h] = v_h softmax(scale * q_h^T k_h)^T (softmax over keys, float32). */
-void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B,
-                  int C, int HW, int heads, float scale, float *o);
+void op_attention(const ops_ctx *c, const float *q, const float *k, const float *v, size_t qkv_stride, int B, int C,
+                  int HW, int heads, float scale, float *o);
 
 /* ---- time embeddings -------------------------------------------------------------------- */
 /* diffusers get_timestep_embedding(t, dim, flip_sin_to_cos, downscale_freq_shift=shift,

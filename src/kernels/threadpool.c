@@ -21,24 +21,26 @@
 #define tp_relax() ((void)0)
 #endif
 
-#define TP_PAUSE 256   /* polling rounds with a pause instruction (~10 us) ... */
-#define TP_SPIN 512    /* ... then sched_yield() up to this many rounds, then sleep */
+#define TP_PAUSE 256 /* polling rounds with a pause instruction (~10 us) ... */
+#define TP_SPIN 512  /* ... then sched_yield() up to this many rounds, then sleep */
 
 static void tp_wait_round(int i) {
-    if (i < TP_PAUSE) tp_relax();
-    else sched_yield();
+    if (i < TP_PAUSE)
+        tp_relax();
+    else
+        sched_yield();
 }
 
 struct tp_pool {
-    int n_threads;            /* including the caller */
-    int n_workers;            /* started worker threads = n_threads - 1 */
+    int n_threads; /* including the caller */
+    int n_workers; /* started worker threads = n_threads - 1 */
     pthread_t *workers;
     pthread_mutex_t mu;
-    pthread_cond_t wake;      /* new job or shutdown */
-    pthread_cond_t done;      /* the last worker finished the current job */
-    atomic_ulong generation;  /* incremented per job (release: the job fields are set) */
+    pthread_cond_t wake;     /* new job or shutdown */
+    pthread_cond_t done;     /* the last worker finished the current job */
+    atomic_ulong generation; /* incremented per job (release: the job fields are set) */
     atomic_int shutdown;
-    atomic_int active;        /* workers still running the current job */
+    atomic_int active; /* workers still running the current job */
     /* current job */
     tp_task_fn fn;
     void *arg;
@@ -48,7 +50,7 @@ struct tp_pool {
 
 typedef struct {
     tp_pool *pool;
-    int index;                /* thread index 1..n_workers */
+    int index; /* thread index 1..n_workers */
 } tp_worker_arg;
 
 static void tp_drain(tp_pool *p, int thread) {
@@ -68,12 +70,13 @@ static void *tp_worker(void *varg) {
     for (;;) {
         /* wait for a new job: spin, then sleep */
         for (int i = 0; i < TP_SPIN && atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
-                        !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+             !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
              i++)
             tp_wait_round(i);
         if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
             pthread_mutex_lock(&p->mu);
-            while (!atomic_load(&p->shutdown) && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
+            while (!atomic_load(&p->shutdown) && atomic_load(&p->generation) == seen)
+                pthread_cond_wait(&p->wake, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->shutdown)) break;
@@ -192,9 +195,15 @@ static void tp_default_init(void) {
         char path[128];
         int pkg, core;
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
-        if (!read_int_file(path, &pkg)) { complete = 0; break; }
+        if (!read_int_file(path, &pkg)) {
+            complete = 0;
+            break;
+        }
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", cpu);
-        if (!read_int_file(path, &core)) { complete = 0; break; }
+        if (!read_int_file(path, &core)) {
+            complete = 0;
+            break;
+        }
         int seen = 0;
         for (int i = 0; i < n_pairs && !seen; i++) seen = pairs[i][0] == pkg && pairs[i][1] == core;
         if (!seen) {

@@ -17,7 +17,7 @@ typedef void (*tp_task_fn)(void *arg, size_t task, int thread);
  * many). NULL only when out of memory. */
 tp_pool *tp_create(int n_threads);
 void tp_destroy(tp_pool *p);
-int tp_threads(const tp_pool *p);  /* 1 for a NULL pool */
+int tp_threads(const tp_pool *p); /* 1 for a NULL pool */
 /* Runs fn for tasks 0..n-1; a NULL pool runs them in order on the caller. Not re-entrant:
  * fn must not call tp_run on the same pool. */
 void tp_run(tp_pool *p, size_t n_tasks, tp_task_fn fn, void *arg);

@@ -16,30 +16,30 @@
 #include "unet_config.h"
 
 typedef struct unet_conv {
-    const float *w, *b;        /* (cout, cin, k, k) (NULL: read once, by unet_bind), (cout) */
-    int w_param;               /* index of w in the parameter list */
+    const float *w, *b; /* (cout, cin, k, k) (NULL: read once, by unet_bind), (cout) */
+    int w_param;        /* index of w in the parameter list */
     op_conv_geom g;
-    op_conv_w pk;              /* the weights packed for the kernels (unet_bind) */
+    op_conv_w pk; /* the weights packed for the kernels (unet_bind) */
 } unet_conv;
 
 typedef struct unet_linear {
-    const float *w, *b;        /* (out, in), (out) */
-    int w_param;               /* index of w in the parameter list */
+    const float *w, *b; /* (out, in), (out) */
+    int w_param;        /* index of w in the parameter list */
     int in, out;
 } unet_linear;
 
 typedef struct unet_norm {
-    const float *w, *b;        /* (channels) */
+    const float *w, *b; /* (channels) */
     int groups, channels;
     float eps;
 } unet_norm;
 
 typedef enum unet_resample {
     UNET_RS_NONE,
-    UNET_RS_AVGPOOL,    /* Downsample2D(use_conv=False) */
-    UNET_RS_NEAREST,    /* Upsample2D(use_conv=False) */
-    UNET_RS_FIR_DOWN,   /* downsample_2d, kernel (1,3,3,1) */
-    UNET_RS_FIR_UP      /* upsample_2d, kernel (1,3,3,1) */
+    UNET_RS_AVGPOOL,  /* Downsample2D(use_conv=False) */
+    UNET_RS_NEAREST,  /* Upsample2D(use_conv=False) */
+    UNET_RS_FIR_DOWN, /* downsample_2d, kernel (1,3,3,1) */
+    UNET_RS_FIR_UP    /* upsample_2d, kernel (1,3,3,1) */
 } unet_resample;
 
 /* ResnetBlock2D */
@@ -47,70 +47,70 @@ typedef struct unet_resnet {
     int cin, cout;
     unet_norm norm1, norm2;
     unet_conv conv1, conv2;
-    unet_linear temb;          /* time_emb_proj: temb_dim -> cout (2 * cout for scale_shift) */
+    unet_linear temb; /* time_emb_proj: temb_dim -> cout (2 * cout for scale_shift) */
     int has_shortcut;
-    unet_conv shortcut;        /* conv_shortcut 1x1 */
-    unet_resample resample;    /* applied to both paths after norm1 + SiLU */
+    unet_conv shortcut;     /* conv_shortcut 1x1 */
+    unet_resample resample; /* applied to both paths after norm1 + SiLU */
     int scale_shift;
-    float out_scale;           /* output_scale_factor (divides) */
+    float out_scale; /* output_scale_factor (divides) */
 } unet_resnet;
 
 /* Attention with AttnProcessor, residual_connection=True */
 typedef struct unet_attn {
     int channels, heads;
     int has_norm;
-    unet_norm norm;            /* group_norm */
-    unet_linear q, k, v, out;  /* to_q, to_k, to_v, to_out.0 (weights read once, by unet_bind) */
-    op_conv_w qkv;             /* [to_q; to_k; to_v] packed as one 1x1 convolution C -> 3C */
-    op_conv_w proj;            /* to_out.0 as a 1x1 convolution */
-    float *qkv_bias;           /* (3C) owned */
-    float scale;               /* dim_head ** -0.5 */
-    float rescale;             /* rescale_output_factor (divides) */
+    unet_norm norm;           /* group_norm */
+    unet_linear q, k, v, out; /* to_q, to_k, to_v, to_out.0 (weights read once, by unet_bind) */
+    op_conv_w qkv;            /* [to_q; to_k; to_v] packed as one 1x1 convolution C -> 3C */
+    op_conv_w proj;           /* to_out.0 as a 1x1 convolution */
+    float *qkv_bias;          /* (3C) owned */
+    float scale;              /* dim_head ** -0.5 */
+    float rescale;            /* rescale_output_factor (divides) */
 } unet_attn;
 
 typedef enum unet_sampler {
     UNET_SAMPLER_NONE,
-    UNET_SAMPLER_CONV,         /* Downsample2D / Upsample2D with a conv ("downsamplers.0.conv") */
-    UNET_SAMPLER_RESNET,       /* ResnetBlock2D(down/up=True) ("downsamplers.0") */
-    UNET_SAMPLER_SKIP          /* skip blocks: resnet_down / resnet_up with FIR + the skip path */
+    UNET_SAMPLER_CONV,   /* Downsample2D / Upsample2D with a conv ("downsamplers.0.conv") */
+    UNET_SAMPLER_RESNET, /* ResnetBlock2D(down/up=True) ("downsamplers.0") */
+    UNET_SAMPLER_SKIP    /* skip blocks: resnet_down / resnet_up with FIR + the skip path */
 } unet_sampler;
 
 typedef struct unet_block {
     unet_block_kind kind;
-    int cin, cout;             /* channels in (down: in_channels; up: prev_output_channel), out */
+    int cin, cout; /* channels in (down: in_channels; up: prev_output_channel), out */
     int n_resnets;
     unet_resnet *resnets;
-    int n_attns;               /* one per resnet, or one after all resnets (AttnSkipUpBlock2D) */
+    int n_attns; /* one per resnet, or one after all resnets (AttnSkipUpBlock2D) */
     unet_attn *attns;
     unet_sampler sampler;
-    unet_conv conv;            /* UNET_SAMPLER_CONV */
-    unet_resnet rs;            /* UNET_SAMPLER_RESNET / UNET_SAMPLER_SKIP */
-    unet_conv skip_conv;       /* skip: down 1x1 (3 -> C), up 3x3 (C -> 3) */
-    unet_norm skip_norm;       /* skip up: GroupNorm(min(C / 4, 32)) before SiLU + skip_conv */
+    unet_conv conv;      /* UNET_SAMPLER_CONV */
+    unet_resnet rs;      /* UNET_SAMPLER_RESNET / UNET_SAMPLER_SKIP */
+    unet_conv skip_conv; /* skip: down 1x1 (3 -> C), up 3x3 (C -> 3) */
+    unet_norm skip_norm; /* skip up: GroupNorm(min(C / 4, 32)) before SiLU + skip_conv */
 } unet_block;
 
 typedef struct unet_param {
     char *name;
     int ndim;
     int64_t shape[4];
-    const float **slot;        /* where the bound data pointer goes */
-    int packed;                /* read once by unet_bind to pack it; the slot stays NULL */
+    const float **slot; /* where the bound data pointer goes */
+    int packed;         /* read once by unet_bind to pack it; the slot stays NULL */
 } unet_param;
 
 typedef struct unet_net {
     unet_config cfg;
-    int tproj_dim;             /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
-    int temb_dim;              /* 4 * C0 */
+    int tproj_dim; /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
+    int temb_dim;  /* 4 * C0 */
     unet_conv conv_in;
-    const float *fourier_w;    /* time_proj.weight (C0), fourier only */
-    unet_linear time1, time2;  /* time_embedding.linear_1 / linear_2 */
+    const float *fourier_w;   /* time_proj.weight (C0), fourier only */
+    unet_linear time1, time2; /* time_embedding.linear_1 / linear_2 */
     unet_block down[UNET_MAX_LEVELS], up[UNET_MAX_LEVELS];
     unet_resnet mid_res[2];
     int mid_has_attn;
     unet_attn mid_attn;
     unet_norm norm_out;
     unet_conv conv_out;
-    int has_skip_up;           /* output += skip sample */
+    int has_skip_up; /* output += skip sample */
     /* parameters in registration order */
     int n_params;
     unet_param *params;
@@ -137,7 +137,7 @@ typedef void (*unet_tap_fn)(const char *name, const float *data, size_t n, void 
  * connections, scratch). Kept between calls and grown when a call needs more; one caller at a
  * time. */
 typedef struct unet_ctx unet_ctx;
-unet_ctx *unet_ctx_new(void);   /* NULL if out of memory */
+unet_ctx *unet_ctx_new(void); /* NULL if out of memory */
 void unet_ctx_free(unet_ctx *ctx);
 
 /* Images per pass through the network: a batch runs in slices of this many images, which

@@ -21,8 +21,8 @@ typedef struct builder {
     int cap;
 } builder;
 
-static pndm_status b_reg(builder *b, const float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                         int64_t d3, const char *prefix, const char *suffix) {
+static pndm_status b_reg(builder *b, const float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                         const char *prefix, const char *suffix) {
     unet_net *n = b->n;
     if (n->n_params == b->cap) {
         int cap = b->cap ? 2 * b->cap : 256;
@@ -90,7 +90,7 @@ static pndm_status b_norm(builder *b, unet_norm *nm, int groups, int ch, float e
     return st ? st : b_reg(b, &nm->b, 1, ch, 0, 0, 0, prefix, "bias");
 }
 
-static int min_groups(int ch) { return ch / 4 < 32 ? ch / 4 : 32; }   /* min(ch // 4, 32) */
+static int min_groups(int ch) { return ch / 4 < 32 ? ch / 4 : 32; } /* min(ch // 4, 32) */
 
 /* ResnetBlock2D(in, out, groups, groups_out, use_in_shortcut (-1: in != out), up/down, kernel) */
 static pndm_status b_resnet(builder *b, unet_resnet *r, int cin, int cout, int groups, int groups_out,
@@ -164,7 +164,7 @@ static pndm_status b_alloc_block(builder *b, unet_block *blk, int n_res, int n_a
     return PNDM_OK;
 }
 
-static const float SQRT2 = 1.41421356237309504880f;   /* np.sqrt(2.0): skip blocks' output_scale_factor */
+static const float SQRT2 = 1.41421356237309504880f; /* np.sqrt(2.0): skip blocks' output_scale_factor */
 
 /* get_down_block(...) as UNet2DModel calls it */
 static pndm_status b_down(builder *b, int i) {
@@ -192,8 +192,10 @@ static pndm_status b_down(builder *b, int i) {
         if (st) return st;
         if (attn) {
             snprintf(name, sizeof name, "down_blocks.%d.attentions.%d", i, j);
-            if (skip) st = b_attn(b, &blk->attns[j], out, 32, "AttnSkipDownBlock2D uses 32", SQRT2, name);
-            else st = b_attn(b, &blk->attns[j], out, c->norm_num_groups, "norm_num_groups", 1.0f, name);
+            if (skip)
+                st = b_attn(b, &blk->attns[j], out, 32, "AttnSkipDownBlock2D uses 32", SQRT2, name);
+            else
+                st = b_attn(b, &blk->attns[j], out, c->norm_num_groups, "norm_num_groups", 1.0f, name);
             if (st) return st;
         }
     }
@@ -228,8 +230,8 @@ static pndm_status b_up(builder *b, int i) {
     const int L = c->n_levels;
     const int *ch = c->block_out_channels;
     const int prev = i == 0 ? ch[L - 1] : ch[L - i];            /* prev_output_channel */
-    const int out = ch[L - 1 - i];                                  /* reversed[i] */
-    const int in = ch[L - 1 - (i + 1 < L - 1 ? i + 1 : L - 1)];    /* reversed[min(i + 1, L - 1)] */
+    const int out = ch[L - 1 - i];                              /* reversed[i] */
+    const int in = ch[L - 1 - (i + 1 < L - 1 ? i + 1 : L - 1)]; /* reversed[min(i + 1, L - 1)] */
     const int final = i == L - 1, nl = c->layers_per_block + 1;
     const unet_block_kind kind = c->up_block_types[i];
     const int skip = unet_block_is_skip(kind);
@@ -284,7 +286,7 @@ static pndm_status b_up(builder *b, int i) {
         return b_resnet(b, &blk->rs, out, out, c->norm_num_groups, c->norm_num_groups, "norm_num_groups", 0,
                         UNET_RS_NEAREST, 1.0f, name);
     }
-    blk->sampler = UNET_SAMPLER_CONV;   /* Upsample2D(use_conv=True): nearest x2 then conv */
+    blk->sampler = UNET_SAMPLER_CONV; /* Upsample2D(use_conv=True): nearest x2 then conv */
     snprintf(name, sizeof name, "up_blocks.%d.upsamplers.0.conv", i);
     return b_conv(b, &blk->conv, out, out, 3, 1, PAD1, name);
 }
@@ -363,13 +365,16 @@ pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source
     net->temb_dim = 4 * C0;
     net->tproj_dim = c->time_fourier ? 2 * C0 : C0;
     pndm_status st;
-#define TRY(x) do { if ((st = (x)) != PNDM_OK) goto fail; } while (0)
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        if ((st = (x)) != PNDM_OK) goto fail;                                                                          \
+    } while (0)
     TRY(b_conv(&b, &net->conv_in, c->in_channels, C0, 3, 1, PAD1, "conv_in"));
     if (c->time_fourier) TRY(b_reg(&b, &net->fourier_w, 1, C0, 0, 0, 0, "time_proj", "weight"));
     TRY(b_linear(&b, &net->time1, net->tproj_dim, net->temb_dim, "time_embedding.linear_1"));
     TRY(b_linear(&b, &net->time2, net->temb_dim, net->temb_dim, "time_embedding.linear_2"));
     for (int i = 0; i < L; i++) TRY(b_down(&b, i));
-    {   /* UNetMidBlock2D(num_layers=1): resnet, [attention], resnet */
+    { /* UNetMidBlock2D(num_layers=1): resnet, [attention], resnet */
         const int Cm = c->block_out_channels[L - 1];
         int ag = c->attn_norm_num_groups ? c->attn_norm_num_groups : (c->scale_shift ? 0 : c->norm_num_groups);
         const char *ag_origin = c->attn_norm_num_groups ? "attn_norm_num_groups" : "norm_num_groups";
@@ -435,8 +440,9 @@ static void pack_conv(unet_conv *c, void *arg) {
     if ((ps->st = param_get(ps, c->w_param, &w, &owned))) return;
     int ok = op_conv_init(&c->pk, &c->g, w, c->b);
     param_release(ps, c->w_param, w, owned);
-    if (!ok) ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing '%s'", ps->f->source ? ps->f->source : "model",
-                                ps->net->params[c->w_param].name);
+    if (!ok)
+        ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing '%s'",
+                           ps->f->source ? ps->f->source : "model", ps->net->params[c->w_param].name);
 }
 
 /* to_q, to_k, to_v -> one 1x1 convolution C -> 3C; to_out.0 -> a 1x1 convolution */
@@ -467,8 +473,9 @@ static void pack_attn(unet_attn *a, void *arg) {
             param_release(ps, a->out.w_param, w, owned);
         }
     }
-    if (!ok && !ps->st) ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing attention weights",
-                                           ps->f->source ? ps->f->source : "model");
+    if (!ok && !ps->st)
+        ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing attention weights",
+                           ps->f->source ? ps->f->source : "model");
 }
 
 pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
@@ -479,7 +486,8 @@ pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
         const tt_tensor *t = tt_find(f, p->name);
         char want[96], got[160];
         fmt_shape(want, sizeof want, p->ndim, p->shape);
-        if (!t) return core_fail(err, PNDM_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s)", src, p->name, want);
+        if (!t)
+            return core_fail(err, PNDM_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s)", src, p->name, want);
         int same = t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
         if (!same) {
@@ -525,5 +533,3 @@ pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
     visit_net(net, pack_conv, pack_attn, &ps);
     return ps.st;
 }
-
-

@@ -10,26 +10,34 @@
 /* ---- block names -------------------------------------------------------------------------- */
 static const char *const block_names[] = {
     "DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D", "SkipDownBlock2D", "AttnSkipDownBlock2D",
-    "UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D",
+    "UpBlock2D",   "AttnUpBlock2D",   "ResnetUpsampleBlock2D",   "SkipUpBlock2D",   "AttnSkipUpBlock2D",
 };
 
 int unet_block_is_skip(unet_block_kind k) {
     return k == UNET_SKIP_DOWN_BLOCK || k == UNET_ATTN_SKIP_DOWN_BLOCK || k == UNET_SKIP_UP_BLOCK ||
-           k == UNET_ATTN_SKIP_UP_BLOCK;
+        k == UNET_ATTN_SKIP_UP_BLOCK;
 }
 
 int unet_block_has_attention(unet_block_kind k) {
     return k == UNET_ATTN_DOWN_BLOCK || k == UNET_ATTN_SKIP_DOWN_BLOCK || k == UNET_ATTN_UP_BLOCK ||
-           k == UNET_ATTN_SKIP_UP_BLOCK;
+        k == UNET_ATTN_SKIP_UP_BLOCK;
 }
 
 /* diffusers block types (get_down_block / get_up_block) that exist but are not implemented. */
-static const char *const unsupported_down[] = {
-    "CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D", "DownEncoderBlock2D",
-    "AttnDownEncoderBlock2D", "KDownBlock2D", "KCrossAttnDownBlock2D", NULL};
-static const char *const unsupported_up[] = {
-    "CrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "UpDecoderBlock2D", "AttnUpDecoderBlock2D",
-    "KUpBlock2D", "KCrossAttnUpBlock2D", NULL};
+static const char *const unsupported_down[] = {"CrossAttnDownBlock2D",
+                                               "SimpleCrossAttnDownBlock2D",
+                                               "DownEncoderBlock2D",
+                                               "AttnDownEncoderBlock2D",
+                                               "KDownBlock2D",
+                                               "KCrossAttnDownBlock2D",
+                                               NULL};
+static const char *const unsupported_up[] = {"CrossAttnUpBlock2D",
+                                             "SimpleCrossAttnUpBlock2D",
+                                             "UpDecoderBlock2D",
+                                             "AttnUpDecoderBlock2D",
+                                             "KUpBlock2D",
+                                             "KCrossAttnUpBlock2D",
+                                             NULL};
 
 static int in_list(const char *s, const char *const *list) {
     for (; *list; list++)
@@ -38,13 +46,33 @@ static int in_list(const char *s, const char *const *list) {
 }
 
 /* ---- keys --------------------------------------------------------------------------------- */
-static const char *const known_keys[] = {
-    "sample_size", "in_channels", "out_channels", "center_input_sample", "time_embedding_type",
-    "freq_shift", "flip_sin_to_cos", "down_block_types", "up_block_types", "block_out_channels",
-    "layers_per_block", "mid_block_scale_factor", "downsample_padding", "downsample_type",
-    "upsample_type", "dropout", "act_fn", "attention_head_dim", "norm_num_groups",
-    "attn_norm_num_groups", "norm_eps", "resnet_time_scale_shift", "add_attention",
-    "class_embed_type", "num_class_embeds", "num_train_timesteps", NULL};
+static const char *const known_keys[] = {"sample_size",
+                                         "in_channels",
+                                         "out_channels",
+                                         "center_input_sample",
+                                         "time_embedding_type",
+                                         "freq_shift",
+                                         "flip_sin_to_cos",
+                                         "down_block_types",
+                                         "up_block_types",
+                                         "block_out_channels",
+                                         "layers_per_block",
+                                         "mid_block_scale_factor",
+                                         "downsample_padding",
+                                         "downsample_type",
+                                         "upsample_type",
+                                         "dropout",
+                                         "act_fn",
+                                         "attention_head_dim",
+                                         "norm_num_groups",
+                                         "attn_norm_num_groups",
+                                         "norm_eps",
+                                         "resnet_time_scale_shift",
+                                         "add_attention",
+                                         "class_embed_type",
+                                         "num_class_embeds",
+                                         "num_train_timesteps",
+                                         NULL};
 
 typedef struct {
     const cJSON *root;
@@ -63,14 +91,14 @@ static void repr(const cJSON *v, char *buf, size_t size) {
         snprintf(buf, size, "?");
         return;
     }
-    if (strlen(s) > 40) snprintf(buf, size, "%.37s...", s);
-    else snprintf(buf, size, "%s", s);
+    if (strlen(s) > 40)
+        snprintf(buf, size, "%.37s...", s);
+    else
+        snprintf(buf, size, "%s", s);
     cJSON_free(s);
 }
 
-static const cJSON *get(const cfg_parser *p, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(p->root, key);
-}
+static const cJSON *get(const cfg_parser *p, const char *key) { return cJSON_GetObjectItemCaseSensitive(p->root, key); }
 
 static pndm_status bad(const cfg_parser *p, const char *key, const cJSON *v, const char *what) {
     char r[64];
@@ -132,8 +160,8 @@ static pndm_status opt_bool(const cfg_parser *p, const char *key, int def, int *
 }
 
 /* Finite number with lo <= x <= hi (lo_open: lo < x); absent -> def. */
-static pndm_status opt_num(const cfg_parser *p, const char *key, double def, double lo, int lo_open,
-                           double hi, const char *what, double *out) {
+static pndm_status opt_num(const cfg_parser *p, const char *key, double def, double lo, int lo_open, double hi,
+                           const char *what, double *out) {
     const cJSON *v = get(p, key);
     if (!v) {
         *out = def;
@@ -181,23 +209,37 @@ static pndm_status opt_enum(const cfg_parser *p, const char *key, const char *co
 }
 
 /* A list of block type names: strings naming diffusers blocks of the right direction. */
-static const char *const all_down[] = {
-    "DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D", "SkipDownBlock2D", "AttnSkipDownBlock2D",
-    "CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D",
-    "KDownBlock2D", "KCrossAttnDownBlock2D", NULL};
-static const char *const all_up[] = {
-    "UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D", "SkipUpBlock2D", "AttnSkipUpBlock2D",
-    "CrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "UpDecoderBlock2D", "AttnUpDecoderBlock2D",
-    "KUpBlock2D", "KCrossAttnUpBlock2D", NULL};
+static const char *const all_down[] = {"DownBlock2D",
+                                       "AttnDownBlock2D",
+                                       "ResnetDownsampleBlock2D",
+                                       "SkipDownBlock2D",
+                                       "AttnSkipDownBlock2D",
+                                       "CrossAttnDownBlock2D",
+                                       "SimpleCrossAttnDownBlock2D",
+                                       "DownEncoderBlock2D",
+                                       "AttnDownEncoderBlock2D",
+                                       "KDownBlock2D",
+                                       "KCrossAttnDownBlock2D",
+                                       NULL};
+static const char *const all_up[] = {"UpBlock2D",
+                                     "AttnUpBlock2D",
+                                     "ResnetUpsampleBlock2D",
+                                     "SkipUpBlock2D",
+                                     "AttnSkipUpBlock2D",
+                                     "CrossAttnUpBlock2D",
+                                     "SimpleCrossAttnUpBlock2D",
+                                     "UpDecoderBlock2D",
+                                     "AttnUpDecoderBlock2D",
+                                     "KUpBlock2D",
+                                     "KCrossAttnUpBlock2D",
+                                     NULL};
 
 static const char *const default_down[] = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
 static const char *const default_up[] = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
 static const int default_channels[] = {224, 448, 672, 896};
 
 /* Strip diffusers' legacy "UNetRes" prefix (get_down_block / get_up_block do the same). */
-static const char *block_base(const char *s) {
-    return strncmp(s, "UNetRes", 7) == 0 ? s + 7 : s;
-}
+static const char *block_base(const char *s) { return strncmp(s, "UNetRes", 7) == 0 ? s + 7 : s; }
 
 static pndm_status parse_block_list(const cfg_parser *p, const char *key, int down, const char **names, int *n) {
     const cJSON *v = get(p, key);
@@ -222,8 +264,8 @@ static pndm_status parse_block_list(const cfg_parser *p, const char *key, int do
         const char *base = block_base(e->valuestring);
         if (!in_list(base, down ? all_down : all_up)) {
             if (in_list(base, down ? all_up : all_down))
-                return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d '%s' is not %s block type",
-                                 p->src, key, i, e->valuestring, down ? "a down" : "an up");
+                return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': entry %d '%s' is not %s block type", p->src,
+                                 key, i, e->valuestring, down ? "a down" : "an up");
             return core_fail(p->err, PNDM_ERR_MODEL, "%s: option '%s': unknown block type '%s'", p->src, key,
                              e->valuestring);
         }
@@ -238,8 +280,7 @@ static pndm_status parse_block_list(const cfg_parser *p, const char *key, int do
  * be generated, and its pixel count overflows int in the workspace planning. */
 #define CFG_MAX_SAMPLE 16384
 
-pndm_status unet_config_parse(const char *json, size_t len, const char *source, unet_config *cfg,
-                              pndm_error *err) {
+pndm_status unet_config_parse(const char *json, size_t len, const char *source, unet_config *cfg, pndm_error *err) {
     memset(cfg, 0, sizeof *cfg);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
@@ -249,7 +290,10 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
     }
     cfg_parser p = {root, source, err};
     pndm_status st = PNDM_OK;
-#define TRY(x) do { if ((st = (x)) != PNDM_OK) goto done; } while (0)
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        if ((st = (x)) != PNDM_OK) goto done;                                                                          \
+    } while (0)
     if (!cJSON_IsObject(root)) {
         st = core_fail(err, PNDM_ERR_MODEL, "%s: config must be a JSON object", source);
         goto done;
@@ -275,8 +319,9 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
                 !json_is_int(cJSON_GetArrayItem(v, 1), 1, CFG_MAX_SAMPLE, &w))
                 TRY(bad(&p, "sample_size", v, "an integer in [1, 16384] or a list of two"));
             if (h != w) {
-                st = core_fail(err, PNDM_ERR_MODEL, "%s: option 'sample_size' [%ld, %ld]: non-square samples are not supported",
-                               source, h, w);
+                st = core_fail(err, PNDM_ERR_MODEL,
+                               "%s: option 'sample_size' [%ld, %ld]: non-square samples are not supported", source, h,
+                               w);
                 goto done;
             }
             s = h;
@@ -317,8 +362,8 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
             }
         }
         if (n_down != n_up) {
-            st = core_fail(err, PNDM_ERR_MODEL, "%s: down_block_types has %d entries but up_block_types has %d",
-                           source, n_down, n_up);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: down_block_types has %d entries but up_block_types has %d", source,
+                           n_down, n_up);
             goto done;
         }
         if (n != n_down) {
@@ -363,7 +408,7 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
     static const char *const class_types[] = {"timestep", "identity", NULL};
     const char *class_type;
     TRY(opt_enum(&p, "class_embed_type", class_types, 1, &class_type));
-    if (!get(&p, "class_embed_type")) class_type = NULL;   /* default None */
+    if (!get(&p, "class_embed_type")) class_type = NULL; /* default None */
     int num_class, num_train;
     TRY(opt_int_or_null(&p, "num_class_embeds", 0, 1, 1L << 30, &num_class));
     TRY(opt_int_or_null(&p, "num_train_timesteps", 0, 1, 1L << 30, &num_train));
@@ -430,19 +475,21 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
      * that resamples the other way would silently disagree with the option. */
     for (int i = 0; i + 1 < cfg->n_levels; i++) {
         unet_block_kind k = cfg->down_block_types[i];
-        if ((k == UNET_DOWN_BLOCK && cfg->downsample_resnet) || (k == UNET_RESNET_DOWNSAMPLE && !cfg->downsample_resnet)) {
-            st = core_fail(err, PNDM_ERR_MODEL,
-                           "%s: downsample_type '%s' contradicts down_block_types[%d] '%s' (which always downsamples with a %s)",
-                           source, cfg->downsample_resnet ? "resnet" : "conv", i, down_names[i],
-                           k == UNET_DOWN_BLOCK ? "conv" : "resnet");
+        if ((k == UNET_DOWN_BLOCK && cfg->downsample_resnet) ||
+            (k == UNET_RESNET_DOWNSAMPLE && !cfg->downsample_resnet)) {
+            st = core_fail(
+                err, PNDM_ERR_MODEL,
+                "%s: downsample_type '%s' contradicts down_block_types[%d] '%s' (which always downsamples with a %s)",
+                source, cfg->downsample_resnet ? "resnet" : "conv", i, down_names[i],
+                k == UNET_DOWN_BLOCK ? "conv" : "resnet");
             goto done;
         }
         k = cfg->up_block_types[i];
         if ((k == UNET_UP_BLOCK && cfg->upsample_resnet) || (k == UNET_RESNET_UPSAMPLE && !cfg->upsample_resnet)) {
-            st = core_fail(err, PNDM_ERR_MODEL,
-                           "%s: upsample_type '%s' contradicts up_block_types[%d] '%s' (which always upsamples with a %s)",
-                           source, cfg->upsample_resnet ? "resnet" : "conv", i, up_names[i],
-                           k == UNET_UP_BLOCK ? "conv" : "resnet");
+            st = core_fail(
+                err, PNDM_ERR_MODEL,
+                "%s: upsample_type '%s' contradicts up_block_types[%d] '%s' (which always upsamples with a %s)", source,
+                cfg->upsample_resnet ? "resnet" : "conv", i, up_names[i], k == UNET_UP_BLOCK ? "conv" : "resnet");
             goto done;
         }
     }
@@ -453,7 +500,8 @@ pndm_status unet_config_parse(const char *json, size_t len, const char *source, 
         if (n_skip == 0) continue;
         const char *key = dir == 0 ? "down_block_types" : "up_block_types";
         if (n_skip != cfg->n_levels) {
-            st = core_fail(err, PNDM_ERR_MODEL, "%s: %s mixes skip blocks with other blocks (not supported)", source, key);
+            st = core_fail(err, PNDM_ERR_MODEL, "%s: %s mixes skip blocks with other blocks (not supported)", source,
+                           key);
             goto done;
         }
         int ch = dir == 0 ? cfg->in_channels : cfg->out_channels;

@@ -30,46 +30,45 @@
 #define UNET_MAX_SAMPLE 65536
 
 typedef enum unet_block_kind {
-    UNET_DOWN_BLOCK,            /* DownBlock2D */
-    UNET_ATTN_DOWN_BLOCK,       /* AttnDownBlock2D */
-    UNET_RESNET_DOWNSAMPLE,     /* ResnetDownsampleBlock2D */
-    UNET_SKIP_DOWN_BLOCK,       /* SkipDownBlock2D */
-    UNET_ATTN_SKIP_DOWN_BLOCK,  /* AttnSkipDownBlock2D */
-    UNET_UP_BLOCK,              /* UpBlock2D */
-    UNET_ATTN_UP_BLOCK,         /* AttnUpBlock2D */
-    UNET_RESNET_UPSAMPLE,       /* ResnetUpsampleBlock2D */
-    UNET_SKIP_UP_BLOCK,         /* SkipUpBlock2D */
-    UNET_ATTN_SKIP_UP_BLOCK     /* AttnSkipUpBlock2D */
+    UNET_DOWN_BLOCK,           /* DownBlock2D */
+    UNET_ATTN_DOWN_BLOCK,      /* AttnDownBlock2D */
+    UNET_RESNET_DOWNSAMPLE,    /* ResnetDownsampleBlock2D */
+    UNET_SKIP_DOWN_BLOCK,      /* SkipDownBlock2D */
+    UNET_ATTN_SKIP_DOWN_BLOCK, /* AttnSkipDownBlock2D */
+    UNET_UP_BLOCK,             /* UpBlock2D */
+    UNET_ATTN_UP_BLOCK,        /* AttnUpBlock2D */
+    UNET_RESNET_UPSAMPLE,      /* ResnetUpsampleBlock2D */
+    UNET_SKIP_UP_BLOCK,        /* SkipUpBlock2D */
+    UNET_ATTN_SKIP_UP_BLOCK    /* AttnSkipUpBlock2D */
 } unet_block_kind;
 
 typedef struct unet_config {
     int sample_size;
     int in_channels, out_channels;
-    int center_input_sample;            /* sample = 2 * sample - 1 first */
-    int time_fourier;                   /* time_embedding_type: 0 positional, 1 fourier */
-    int flip_sin_to_cos;                /* positional only */
-    float freq_shift;                   /* positional only (downscale_freq_shift) */
-    int n_levels;                       /* len(block_out_channels) */
+    int center_input_sample; /* sample = 2 * sample - 1 first */
+    int time_fourier;        /* time_embedding_type: 0 positional, 1 fourier */
+    int flip_sin_to_cos;     /* positional only */
+    float freq_shift;        /* positional only (downscale_freq_shift) */
+    int n_levels;            /* len(block_out_channels) */
     int block_out_channels[UNET_MAX_LEVELS];
     unet_block_kind down_block_types[UNET_MAX_LEVELS];
     unet_block_kind up_block_types[UNET_MAX_LEVELS];
     int layers_per_block;
     float mid_block_scale_factor;
-    int downsample_padding;             /* 0 or 1 */
-    int downsample_resnet;              /* downsample_type == "resnet" (else "conv") */
-    int upsample_resnet;                /* upsample_type == "resnet" (else "conv") */
-    int attention_head_dim;             /* 0 = null: one head spanning the channels */
+    int downsample_padding; /* 0 or 1 */
+    int downsample_resnet;  /* downsample_type == "resnet" (else "conv") */
+    int upsample_resnet;    /* upsample_type == "resnet" (else "conv") */
+    int attention_head_dim; /* 0 = null: one head spanning the channels */
     int norm_num_groups;
-    int attn_norm_num_groups;           /* 0 = null */
+    int attn_norm_num_groups; /* 0 = null */
     float norm_eps;
-    int scale_shift;                    /* resnet_time_scale_shift == "scale_shift" */
-    int add_attention;                  /* attention in the mid block */
+    int scale_shift;   /* resnet_time_scale_shift == "scale_shift" */
+    int add_attention; /* attention in the mid block */
 } unet_config;
 
 int unet_block_is_skip(unet_block_kind k);
 int unet_block_has_attention(unet_block_kind k);
 
-pndm_status unet_config_parse(const char *json, size_t len, const char *source, unet_config *cfg,
-                              pndm_error *err);
+pndm_status unet_config_parse(const char *json, size_t len, const char *source, unet_config *cfg, pndm_error *err);
 
 #endif

@@ -11,25 +11,35 @@
 /* ============================================================================================ */
 /* Forward                                                                                      */
 
-#define FWD_ALIGN 16   /* floats (64 bytes) */
+#define FWD_ALIGN 16 /* floats (64 bytes) */
 #define FWD_MAX_STACK (UNET_MAX_LEVELS * (UNET_MAX_LAYERS + 1) + 1)
 
 /* saturating size arithmetic for the layout */
-static size_t sz_mul(size_t a, size_t b) { size_t r; return core_mul_size(a, b, &r) ? r : SIZE_MAX; }
-static size_t sz_add(size_t a, size_t b) { size_t r; return core_add_size(a, b, &r) ? r : SIZE_MAX; }
-static size_t sz_align(size_t n) { return n >= SIZE_MAX - FWD_ALIGN ? SIZE_MAX : (n + FWD_ALIGN - 1) / FWD_ALIGN * FWD_ALIGN; }
+static size_t sz_mul(size_t a, size_t b) {
+    size_t r;
+    return core_mul_size(a, b, &r) ? r : SIZE_MAX;
+}
+static size_t sz_add(size_t a, size_t b) {
+    size_t r;
+    return core_add_size(a, b, &r) ? r : SIZE_MAX;
+}
+static size_t sz_align(size_t n) {
+    return n >= SIZE_MAX - FWD_ALIGN ? SIZE_MAX : (n + FWD_ALIGN - 1) / FWD_ALIGN * FWD_ALIGN;
+}
 static size_t sz_max(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Working buffers of a pass, each sized for the largest tensor the forward puts in it. A resnet
  * (T1..T3) and an attention (QKV, ATT) never run at once: those two groups share memory. */
 enum {
-    BUF_H0, BUF_H1,   /* hidden states, ping-pong */
-    BUF_CAT,          /* up blocks: torch.cat([hidden, res], dim=1) */
-    BUF_T0,           /* norm outputs; upsampled hidden of an Upsample2D */
-    BUF_T1, BUF_T2,   /* resampled input / hidden of a resnet, its shortcut */
-    BUF_T3,           /* a resnet's conv1 output */
-    BUF_QKV,          /* attention: q, k, v (B, 3C, HW) */
-    BUF_ATT,          /* attention output before to_out */
+    BUF_H0,
+    BUF_H1,  /* hidden states, ping-pong */
+    BUF_CAT, /* up blocks: torch.cat([hidden, res], dim=1) */
+    BUF_T0,  /* norm outputs; upsampled hidden of an Upsample2D */
+    BUF_T1,
+    BUF_T2,  /* resampled input / hidden of a resnet, its shortcut */
+    BUF_T3,  /* a resnet's conv1 output */
+    BUF_QKV, /* attention: q, k, v (B, 3C, HW) */
+    BUF_ATT, /* attention output before to_out */
     BUF_N
 };
 
@@ -47,21 +57,21 @@ static size_t work_floats(const size_t *buf, int MB) {
 }
 
 typedef struct fwd_layout {
-    int MB;                 /* images per pass */
-    size_t buf[BUF_N];      /* floats per image */
-    size_t stack;           /* skip connections pushed by conv_in and the down blocks (MB images) */
-    size_t sk;              /* per skip-sample buffer, per image: 3 * H * W (0 without skip blocks) */
-    size_t xc;              /* centred input, per image (0 unless center_input_sample) */
-    size_t vec;             /* per small vector buffer, per image: the largest time dimension */
-    size_t ws;              /* per-thread scratch */
-    size_t shared;          /* scratch shared by the threads (MB images) */
-    size_t total;           /* floats of the arena */
+    int MB;            /* images per pass */
+    size_t buf[BUF_N]; /* floats per image */
+    size_t stack;      /* skip connections pushed by conv_in and the down blocks (MB images) */
+    size_t sk;         /* per skip-sample buffer, per image: 3 * H * W (0 without skip blocks) */
+    size_t xc;         /* centred input, per image (0 unless center_input_sample) */
+    size_t vec;        /* per small vector buffer, per image: the largest time dimension */
+    size_t ws;         /* per-thread scratch */
+    size_t shared;     /* scratch shared by the threads (MB images) */
+    size_t total;      /* floats of the arena */
 } fwd_layout;
 
 /* ---- layout: a walk over the net that mirrors the forward below ----------------------------- */
 typedef struct planner {
     fwd_layout *L;
-    int stack_c[FWD_MAX_STACK];   /* channels of the pushed skip connections */
+    int stack_c[FWD_MAX_STACK]; /* channels of the pushed skip connections */
     int n_stack;
 } planner;
 
@@ -77,7 +87,8 @@ static void pl_hidden(planner *p, int C, int H, int W) {
 static void pl_push(planner *p, int C, int H, int W) {
     CORE_ASSERT(p->n_stack < FWD_MAX_STACK);
     p->stack_c[p->n_stack++] = C;
-    p->L->stack = sz_add(p->L->stack, sz_align(sz_mul((size_t)p->L->MB, sz_mul((size_t)C, sz_mul((size_t)H, (size_t)W)))));
+    p->L->stack =
+        sz_add(p->L->stack, sz_align(sz_mul((size_t)p->L->MB, sz_mul((size_t)C, sz_mul((size_t)H, (size_t)W)))));
 }
 
 static void pl_conv(planner *p, const op_conv_geom *g, int H, int W) {
@@ -137,7 +148,7 @@ static int fwd_plan(const unet_net *net, int MB, int H, int W, int n_threads, fw
     int h = H, w = W, C = c->block_out_channels[0];
     pl_conv(p, &net->conv_in.g, h, w);
     pl_push(p, C, h, w);
-    for (int i = 0; i < c->n_levels; i++) {           /* down_fwd */
+    for (int i = 0; i < c->n_levels; i++) { /* down_fwd */
         const unet_block *blk = &net->down[i];
         for (int j = 0; j < blk->n_resnets; j++) {
             pl_resnet(p, &blk->resnets[j], &h, &w);
@@ -168,12 +179,12 @@ static int fwd_plan(const unet_net *net, int MB, int H, int W, int n_threads, fw
         }
         C = blk->cout;
     }
-    pl_resnet(p, &net->mid_res[0], &h, &w);                 /* mid */
+    pl_resnet(p, &net->mid_res[0], &h, &w); /* mid */
     if (net->mid_has_attn) pl_attn(p, &net->mid_attn, h * w);
     pl_resnet(p, &net->mid_res[1], &h, &w);
     pl_hidden(p, net->mid_res[1].cout, h, w);
     C = net->mid_res[1].cout;
-    for (int i = 0; i < c->n_levels; i++) {           /* up_fwd */
+    for (int i = 0; i < c->n_levels; i++) { /* up_fwd */
         const unet_block *blk = &net->up[i];
         for (int j = 0; j < blk->n_resnets; j++) {
             CORE_ASSERT(p->n_stack > 0);
@@ -204,7 +215,7 @@ static int fwd_plan(const unet_net *net, int MB, int H, int W, int n_threads, fw
             break;
         }
     }
-    pl_buf(p, BUF_T0, c->block_out_channels[0], h, w);     /* conv_norm_out */
+    pl_buf(p, BUF_T0, c->block_out_channels[0], h, w); /* conv_norm_out */
     pl_conv(p, &net->conv_out.g, h, w);
     const size_t px = sz_mul((size_t)H, (size_t)W);
     int skip = unet_block_is_skip(c->down_block_types[0]) || net->has_skip_up;
@@ -215,7 +226,7 @@ static int fwd_plan(const unet_net *net, int MB, int H, int W, int n_threads, fw
     total = sz_add(total, L->stack);
     total = sz_add(total, sz_mul(sz_align(sz_mul(L->sk, (size_t)MB)), 2));
     total = sz_add(total, sz_align(sz_mul(L->xc, (size_t)MB)));
-    total = sz_add(total, sz_mul(sz_align(sz_mul(L->vec, (size_t)MB)), 5));   /* tproj, e1, emb, emb_act, tp */
+    total = sz_add(total, sz_mul(sz_align(sz_mul(L->vec, (size_t)MB)), 5)); /* tproj, e1, emb, emb_act, tp */
     total = sz_add(total, sz_align(L->shared));
     total = sz_add(total, sz_mul(sz_align(L->ws ? L->ws : 1), (size_t)n_threads));
     L->total = total;
@@ -226,15 +237,16 @@ static int micro_batch(int B) { return B < UNET_MICRO_BATCH ? B : UNET_MICRO_BAT
 
 size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_threads) {
     fwd_layout L;
-    if (B < 1 || H < 1 || W < 1 || n_threads < 1 || !fwd_plan(net, micro_batch(B), H, W, n_threads, &L)) return SIZE_MAX;
+    if (B < 1 || H < 1 || W < 1 || n_threads < 1 || !fwd_plan(net, micro_batch(B), H, W, n_threads, &L))
+        return SIZE_MAX;
     return sz_mul(L.total, sizeof(float));
 }
 
 /* ---- context ------------------------------------------------------------------------------ */
 struct unet_ctx {
-    tp_pool *pool;        /* NULL for one thread */
-    int n_threads;        /* 0: not set up */
-    float **ws;           /* (n_threads) */
+    tp_pool *pool; /* NULL for one thread */
+    int n_threads; /* 0: not set up */
+    float **ws;    /* (n_threads) */
     float *arena;
     size_t arena_floats;
 };
@@ -263,7 +275,8 @@ static int ctx_prepare(unet_ctx *ctx, int n_threads, size_t floats) {
     if (floats > ctx->arena_floats) {
         free(ctx->arena);
         ctx->arena_floats = 0;
-        ctx->arena = floats > SIZE_MAX / sizeof(float) - 64 ? NULL : aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        ctx->arena =
+            floats > SIZE_MAX / sizeof(float) - 64 ? NULL : aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
         if (!ctx->arena) return 0;
         ctx->arena_floats = floats;
     }
@@ -272,20 +285,20 @@ static int ctx_prepare(unet_ctx *ctx, int n_threads, size_t floats) {
 
 /* ---- one pass of up to MB images ---------------------------------------------------------- */
 typedef struct stack_entry {
-    float *d;          /* (B, C, H, W) */
+    float *d; /* (B, C, H, W) */
     int C, H, W;
 } stack_entry;
 
 typedef struct fwd {
     const unet_net *net;
     ops_ctx ops;
-    int B;                 /* images in this pass */
-    float *buf[BUF_N];     /* see BUF_* */
-    size_t cap[BUF_N];     /* floats per image */
-    float *sk[2];          /* skip samples (B, 3, H, W) */
-    float *emb_act;        /* (B, temb_dim) silu(emb), what every time_emb_proj sees */
-    float *tp;             /* (B, 2 * cout) a resnet's time projection */
-    float *stack_mem;      /* next free float of the skip-connection stack */
+    int B;             /* images in this pass */
+    float *buf[BUF_N]; /* see BUF_* */
+    size_t cap[BUF_N]; /* floats per image */
+    float *sk[2];      /* skip samples (B, 3, H, W) */
+    float *emb_act;    /* (B, temb_dim) silu(emb), what every time_emb_proj sees */
+    float *tp;         /* (B, 2 * cout) a resnet's time projection */
+    float *stack_mem;  /* next free float of the skip-connection stack */
     stack_entry stack[FWD_MAX_STACK];
     int n_stack;
     unet_tap_fn tap;
@@ -346,23 +359,23 @@ static void resample(const fwd *f, unet_resample rs, const float *x, int C, int 
 static void resnet_fwd(fwd *f, const unet_resnet *r, const float *x, int *H, int *W, float *out) {
     const int B = f->B;
     int H2 = *H, W2 = *W;
-    float *h = buf(f, BUF_T0, r->cin, H2, W2);              // (B, cin, H, W)
-    norm(f, &r->norm1, x, H2 * W2, 1, h);                   // silu(norm1(x))
+    float *h = buf(f, BUF_T0, r->cin, H2, W2); // (B, cin, H, W)
+    norm(f, &r->norm1, x, H2 * W2, 1, h);      // silu(norm1(x))
     const float *xr = x, *hr = h;
     if (r->resample != UNET_RS_NONE) {
         int up = r->resample == UNET_RS_NEAREST || r->resample == UNET_RS_FIR_UP;
         int H3 = up ? 2 * H2 : H2 / 2, W3 = up ? 2 * W2 : W2 / 2;
         float *xs = buf(f, BUF_T1, r->cin, H3, W3), *hs = buf(f, BUF_T2, r->cin, H3, W3);
-        resample(f, r->resample, x, r->cin, H2, W2, xs);    // input_tensor = resample(x)
-        resample(f, r->resample, h, r->cin, H2, W2, hs);    // hidden = resample(hidden)
+        resample(f, r->resample, x, r->cin, H2, W2, xs); // input_tensor = resample(x)
+        resample(f, r->resample, h, r->cin, H2, W2, hs); // hidden = resample(hidden)
         xr = xs;
         hr = hs;
         H2 = H3;
         W2 = W3;
     }
     const int HW = H2 * W2;
-    op_linear(f->emb_act, B, r->temb.in, r->temb.w, r->temb.b, r->temb.out, f->tp);   // (B, cout | 2 cout)
-    float *c1 = buf(f, BUF_T3, r->cout, H2, W2);            // (B, cout, H2, W2)
+    op_linear(f->emb_act, B, r->temb.in, r->temb.w, r->temb.b, r->temb.out, f->tp); // (B, cout | 2 cout)
+    float *c1 = buf(f, BUF_T3, r->cout, H2, W2);                                    // (B, cout, H2, W2)
     if (r->scale_shift) {
         /* norm2(conv1(h)) * (1 + scale) + shift, scale/shift = chunk(temb, 2, dim=1) */
         conv(f, &r->conv1.pk, hr, H2, W2, NULL, 0, NULL, 1.0f, c1);
@@ -377,13 +390,13 @@ static void resnet_fwd(fwd *f, const unet_resnet *r, const float *x, int *H, int
         norm(f, &r->norm2, c1, HW, 1, h2);
         hr = h2;
     }
-    const float *sc = xr;                                   // (B, cout, H2, W2)
+    const float *sc = xr; // (B, cout, H2, W2)
     if (r->has_shortcut) {
         float *dst = xr == f->buf[BUF_T1] ? buf(f, BUF_T2, r->cout, H2, W2) : buf(f, BUF_T1, r->cout, H2, W2);
         conv(f, &r->shortcut.pk, xr, H2, W2, NULL, 0, NULL, 1.0f, dst);
         sc = dst;
     }
-    conv(f, &r->conv2.pk, hr, H2, W2, NULL, 0, sc, r->out_scale, out);   // (input + conv2(h)) / scale
+    conv(f, &r->conv2.pk, hr, H2, W2, NULL, 0, sc, r->out_scale, out); // (input + conv2(h)) / scale
     *H = H2;
     *W = W2;
 }
@@ -398,9 +411,9 @@ static void attn_fwd(fwd *f, const unet_attn *a, const float *x, int HW, float *
         norm(f, &a->norm, x, HW, 0, t0);
         n = t0;
     }
-    float *qkv = buf(f, BUF_QKV, 3 * C, 1, HW);            // [q; k; v] (B, 3C, HW)
+    float *qkv = buf(f, BUF_QKV, 3 * C, 1, HW); // [q; k; v] (B, 3C, HW)
     conv(f, &a->qkv, n, 1, HW, NULL, 0, NULL, 1.0f, qkv);
-    float *att = buf(f, BUF_ATT, C, 1, HW);                 // (B, C, HW)
+    float *att = buf(f, BUF_ATT, C, 1, HW); // (B, C, HW)
     const size_t chw = (size_t)C * HW;
     op_attention(&f->ops, qkv, qkv + chw, qkv + 2 * chw, 3 * chw, f->B, C, HW, a->heads, a->scale, att);
     conv(f, &a->proj, att, 1, HW, NULL, 0, x, a->rescale, out);
@@ -445,7 +458,7 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
         int Hs = *H, Ws = *W;
         float *tmp = hidden(f, h, blk->cout, Hs / 2, Ws / 2);
         resnet_fwd(f, &blk->rs, h, H, W, tmp);
-        float *sk = other_sk(f, *skip);                     // (B, 3, H/2, W/2)
+        float *sk = other_sk(f, *skip); // (B, 3, H/2, W/2)
         op_fir_downsample2(&f->ops, *skip, f->B, 3, Hs, Ws, sk);
         *skip = sk;
         float *dst = stack_push(f, blk->cout, *H, *W);
@@ -467,7 +480,7 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
         CORE_ASSERT(f->n_stack > 0);
         const stack_entry *e = &f->stack[--f->n_stack];
         CORE_ASSERT(e->H == *H && e->W == *W && C + e->C == r->cin);
-        float *cat = buf(f, BUF_CAT, r->cin, *H, *W);       // (B, C + Cres, H, W)
+        float *cat = buf(f, BUF_CAT, r->cin, *H, *W); // (B, C + Cres, H, W)
         op_concat_channels(h, C, e->d, e->C, f->B, *H * *W, cat);
         float *dst = hidden(f, h, r->cout, *H, *W);
         resnet_fwd(f, r, cat, H, W, dst);
@@ -493,7 +506,7 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
     switch (blk->sampler) {
     case UNET_SAMPLER_NONE: break;
     case UNET_SAMPLER_CONV: {
-        float *up = buf(f, BUF_T0, C, 2 * *H, 2 * *W);     // (B, C, 2H, 2W)
+        float *up = buf(f, BUF_T0, C, 2 * *H, 2 * *W); // (B, C, 2H, 2W)
         op_upsample_nearest2(&f->ops, h, f->B, C, *H, *W, up);
         *H *= 2;
         *W *= 2;
@@ -512,7 +525,7 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
         /* skip = skip + skip_conv(silu(skip_norm(hidden))); hidden = resnet_up(hidden) */
         float *n = buf(f, BUF_T0, C, *H, *W);
         norm(f, &blk->skip_norm, h, *H * *W, 1, n);
-        float *dst = *skip ? other_sk(f, *skip) : f->sk[0];   // (B, 3, H, W)
+        float *dst = *skip ? other_sk(f, *skip) : f->sk[0]; // (B, 3, H, W)
         conv(f, &blk->skip_conv.pk, n, *H, *W, NULL, 0, *skip, 1.0f, dst);
         *skip = dst;
         float *hd = hidden(f, h, C, 2 * *H, 2 * *W);
@@ -525,8 +538,8 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
 }
 
 /* One pass: x (B, C_in, H, W), t (B) -> out (B, C_out, H, W), B <= L->MB. */
-static void forward_pass(fwd *f, const fwd_layout *L, float *mem, const float *x, int B, int H, int W,
-                         const float *t, float *out) {
+static void forward_pass(fwd *f, const fwd_layout *L, float *mem, const float *x, int B, int H, int W, const float *t,
+                         float *out) {
     const unet_net *net = f->net;
     const unet_config *c = &net->cfg;
     const size_t HW = (size_t)H * W;
@@ -541,36 +554,46 @@ static void forward_pass(fwd *f, const fwd_layout *L, float *mem, const float *x
         p += sz_align(L->buf[b] * (size_t)L->MB);
     }
     p = mem + work_floats(L->buf, L->MB);
-    f->sk[0] = p; p += sz_align(L->sk * (size_t)L->MB);
-    f->sk[1] = p; p += sz_align(L->sk * (size_t)L->MB);
-    float *xc = p; p += sz_align(L->xc * (size_t)L->MB);
+    f->sk[0] = p;
+    p += sz_align(L->sk * (size_t)L->MB);
+    f->sk[1] = p;
+    p += sz_align(L->sk * (size_t)L->MB);
+    float *xc = p;
+    p += sz_align(L->xc * (size_t)L->MB);
     const size_t vec = sz_align(L->vec * (size_t)L->MB);
-    float *tproj = p; p += vec;         // (B, tproj_dim)
-    float *e1 = p; p += vec;            // (B, temb_dim)
-    float *emb = p; p += vec;           // (B, temb_dim)
-    f->emb_act = p; p += vec;           // (B, temb_dim)
-    f->tp = p; p += vec;                // (B, 2 * cout)
-    f->stack_mem = p;                   // the shared and per-thread scratch follow the stack
+    float *tproj = p;
+    p += vec; // (B, tproj_dim)
+    float *e1 = p;
+    p += vec; // (B, temb_dim)
+    float *emb = p;
+    p += vec; // (B, temb_dim)
+    f->emb_act = p;
+    p += vec; // (B, temb_dim)
+    f->tp = p;
+    p += vec;         // (B, 2 * cout)
+    f->stack_mem = p; // the shared and per-thread scratch follow the stack
 
     /* 0. center input: sample = 2 * sample - 1.0 */
-    const float *xin = x;                                   // (B, C_in, H, W)
+    const float *xin = x; // (B, C_in, H, W)
     if (c->center_input_sample) {
         size_t n = (size_t)B * c->in_channels * HW;
         for (size_t i = 0; i < n; i++) xc[i] = 2.0f * x[i] - 1.0f;
         xin = xc;
     }
     /* 1. time: time_proj -> time_embedding (linear_1, silu, linear_2) */
-    if (c->time_fourier) op_fourier_embedding(t, B, net->fourier_w, c->block_out_channels[0], tproj);
-    else op_timestep_embedding(t, B, c->block_out_channels[0], c->flip_sin_to_cos, c->freq_shift, tproj);
+    if (c->time_fourier)
+        op_fourier_embedding(t, B, net->fourier_w, c->block_out_channels[0], tproj);
+    else
+        op_timestep_embedding(t, B, c->block_out_channels[0], c->flip_sin_to_cos, c->freq_shift, tproj);
     tap(f, "time_proj", tproj, (size_t)net->tproj_dim);
     op_linear(tproj, B, net->time1.in, net->time1.w, net->time1.b, net->time1.out, e1);
     op_silu(e1, (size_t)B * net->temb_dim, e1);
     op_linear(e1, B, net->time2.in, net->time2.w, net->time2.b, net->time2.out, emb);
     tap(f, "time_embedding", emb, (size_t)net->temb_dim);
-    op_silu(emb, (size_t)B * net->temb_dim, f->emb_act);     // ResnetBlock2D: nonlinearity(temb)
+    op_silu(emb, (size_t)B * net->temb_dim, f->emb_act); // ResnetBlock2D: nonlinearity(temb)
 
     /* 2. conv_in; 3. down blocks */
-    const float *skip_down = xin;                           // skip_sample = sample
+    const float *skip_down = xin; // skip_sample = sample
     int h_ = H, w_ = W;
     float *h0 = stack_push(f, c->block_out_channels[0], H, W);
     conv(f, &net->conv_in.pk, xin, H, W, NULL, 0, NULL, 1.0f, h0);
@@ -608,7 +631,7 @@ static void forward_pass(fwd *f, const fwd_layout *L, float *mem, const float *x
     /* 6. post-process: conv_out(silu(conv_norm_out(h))) [+ skip] [/ t] */
     float *n = buf(f, BUF_T0, c->block_out_channels[0], H, W);
     norm(f, &net->norm_out, h, (int)HW, 1, n);
-    conv(f, &net->conv_out.pk, n, H, W, NULL, 0, skip_up, 1.0f, out);   // (B, C_out, H, W)
+    conv(f, &net->conv_out.pk, n, H, W, NULL, 0, skip_up, 1.0f, out); // (B, C_out, H, W)
     const size_t per = (size_t)c->out_channels * HW;
     if (c->time_fourier)
         for (int b = 0; b < B; b++)
@@ -644,7 +667,7 @@ pndm_status unet_forward(const unet_net *net, unet_ctx *ctx, const float *x, int
     for (int b0 = 0; b0 < B; b0 += MB) {
         const int nb = B - b0 < MB ? B - b0 : MB;
         forward_pass(&f, &L, ctx->arena, x + (size_t)b0 * in_img, nb, H, W, t + b0, out + (size_t)b0 * out_img);
-        f.tap = NULL;   /* the tap sees batch element 0 only */
+        f.tap = NULL; /* the tap sees batch element 0 only */
     }
     return PNDM_OK;
 }

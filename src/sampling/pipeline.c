@@ -21,9 +21,8 @@ pndm_gen_params pndm_gen_default_params(void) {
     return p;
 }
 
-pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
-                                 const pndm_scheduler_config *cfg, const pndm_gen_params *p,
-                                 float *noise_out, float *latents_out, pndm_error *err) {
+pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S, const pndm_scheduler_config *cfg,
+                                 const pndm_gen_params *p, float *noise_out, float *latents_out, pndm_error *err) {
     if (!fn || !cfg || !p || !latents_out) return core_fail(err, PNDM_ERR_USAGE, "pndm_generate: NULL argument");
     if (p->batch < 1) return core_fail(err, PNDM_ERR_USAGE, "batch must be >= 1 (got %d)", p->batch);
     if (p->steps < 1) return core_fail(err, PNDM_ERR_USAGE, "steps must be >= 1 (got %d)", p->steps);
@@ -37,7 +36,7 @@ pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
     pndm_sampler *sampler = NULL;
     pndm_status st = pndm_sampler_create_pndm(cfg, p->steps, &sampler, err);
     if (st) return st;
-    float *eps = malloc(n * sizeof *eps);   // (B, C, S, S) model output
+    float *eps = malloc(n * sizeof *eps); // (B, C, S, S) model output
     float *tvec = malloc((size_t)B * sizeof *tvec);
     if (!eps || !tvec) {
         free(eps);
@@ -45,7 +44,7 @@ pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
         pndm_sampler_free(sampler);
         return core_fail(err, PNDM_ERR_NOMEM, "cannot allocate %zu bytes for batch %d", n * sizeof(float), B);
     }
-    float *x = latents_out;                   // (B, C, S, S) the sample, updated in place
+    float *x = latents_out; // (B, C, S, S) the sample, updated in place
     // diffusers randn_tensor: one generator for the batch, or one per image (seed + i)
     pndm_randn_batch(p->seed, p->per_image_seeds, B, per, x);
     if (noise_out) memcpy(noise_out, x, n * sizeof *x);
@@ -58,9 +57,9 @@ pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S,
         }
         int64_t t = pndm_sampler_timestep(sampler, i);
         for (int b = 0; b < B; b++) tvec[b] = (float)t;
-        st = fn(x, B, C, S, tvec, eps, user, err);      // eps = unet(x, t)
+        st = fn(x, B, C, S, tvec, eps, user, err); // eps = unet(x, t)
         if (st) break;
-        st = pndm_sampler_step(sampler, i, eps, x, n, err);  // x = step(eps, t, x)
+        st = pndm_sampler_step(sampler, i, eps, x, n, err); // x = step(eps, t, x)
         if (st) break;
         if (p->progress) p->progress(i + 1, calls, t, p->progress_user);
     }
@@ -77,7 +76,7 @@ void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, fl
             for (int y = 0; y < H; y++)
                 for (int x = 0; x < W; x++) {
                     float v = latents[(((size_t)b * C + c) * H + y) * W + x] / 2.0f + 0.5f;
-                    v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);   // clamp; NaN stays NaN
+                    v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); // clamp; NaN stays NaN
                     images[(((size_t)b * H + y) * W + x) * C + c] = v;
                 }
 }
@@ -88,7 +87,7 @@ void pndm_images_to_u8(const float *images, size_t n, uint8_t *pixels) {
     for (size_t i = 0; i < n; i++) {
         float v = images[i] * 255.0f;
         v = rintf(v);
-        if (!(v >= 0.0f)) v = 0.0f;  /* NaN -> 0 (numpy casts NaN to 0 on x86) */
+        if (!(v >= 0.0f)) v = 0.0f; /* NaN -> 0 (numpy casts NaN to 0 on x86) */
         if (v > 255.0f) v = 255.0f;
         pixels[i] = (uint8_t)v;
     }

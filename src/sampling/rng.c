@@ -30,8 +30,7 @@ enum { MT_N = 624, MT_M = 397 };
 void pndm_rng_seed(pndm_rng *r, uint64_t seed) {
     r->seed = seed;
     r->mt[0] = (uint32_t)(seed & 0xffffffffu);
-    for (uint32_t j = 1; j < MT_N; j++)
-        r->mt[j] = 1812433253u * (r->mt[j - 1] ^ (r->mt[j - 1] >> 30)) + j;
+    for (uint32_t j = 1; j < MT_N; j++) r->mt[j] = 1812433253u * (r->mt[j - 1] ^ (r->mt[j - 1] >> 30)) + j;
     r->mti = MT_N; /* the first draw regenerates the state */
     r->has_cached = 0;
     r->cached = 0.0;
@@ -68,9 +67,7 @@ static uint64_t rng_u64(pndm_rng *r) {
 }
 
 /* uniform_real_distribution<float>(0, 1): 24 low bits, k / 2^24 (exact). */
-static float rng_uniform_f32(pndm_rng *r) {
-    return (float)(pndm_rng_u32(r) & 0xFFFFFFu) * (1.0f / 16777216.0f);
-}
+static float rng_uniform_f32(pndm_rng *r) { return (float)(pndm_rng_u32(r) & 0xFFFFFFu) * (1.0f / 16777216.0f); }
 
 /* uniform_real_distribution<double>(0, 1): 53 low bits of random64(), k / 2^53 (exact). */
 static double rng_uniform_f64(pndm_rng *r) {
@@ -86,8 +83,16 @@ static double rng_uniform_f64(pndm_rng *r) {
 #define RNG_INLINE static inline
 #endif
 
-RNG_INLINE uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
-RNG_INLINE float u2f(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+RNG_INLINE uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+RNG_INLINE float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 /* log256_ps for x in (0, 1] (the only inputs Box-Muller gives it: 1 - k/2^24). */
 RNG_INLINE float rng_log_cephes(float x) {
@@ -181,7 +186,7 @@ RNG_INLINE void rng_fill16(float *data) {
         rng_sincos_cephes(theta, &sn, &cs);
         float n1 = radius * cs;
         float n2 = radius * sn;
-        out[j] = n1 + 0.0f;     /* fmadd(n, std = 1, mean = 0): turns -0 into +0 */
+        out[j] = n1 + 0.0f; /* fmadd(n, std = 1, mean = 0): turns -0 into +0 */
         out[j + 8] = n2 + 0.0f;
     }
     memcpy(data, out, sizeof out);

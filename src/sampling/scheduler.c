@@ -99,8 +99,7 @@ void pndm_scheduler_config_describe(const pndm_scheduler_config *cfg, char *buf,
              "timestep_spacing=%s, steps_offset=%d)",
              cfg->num_train_timesteps, bs, be, beta_schedule_name(cfg->beta_schedule), betas,
              cfg->skip_prk_steps ? "true" : "false", cfg->set_alpha_to_one ? "true" : "false",
-             prediction_name(cfg->prediction_type), spacing_name(cfg->timestep_spacing),
-             cfg->steps_offset);
+             prediction_name(cfg->prediction_type), spacing_name(cfg->timestep_spacing), cfg->steps_offset);
 }
 
 static const char *src_name(const char *source) { return source ? source : "scheduler config"; }
@@ -109,14 +108,13 @@ pndm_status sched_config_validate(const pndm_scheduler_config *cfg, const char *
     const char *src = src_name(source);
     if (!cfg) return core_fail(err, PNDM_ERR_USAGE, "%s: NULL scheduler config", src);
     if (cfg->num_train_timesteps < 1 || cfg->num_train_timesteps > PNDM_MAX_TRAIN_TIMESTEPS)
-        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"num_train_timesteps\": must be in 1..%d (got %d)",
-                         src, PNDM_MAX_TRAIN_TIMESTEPS, cfg->num_train_timesteps);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"num_train_timesteps\": must be in 1..%d (got %d)", src,
+                         PNDM_MAX_TRAIN_TIMESTEPS, cfg->num_train_timesteps);
     if (!(cfg->beta_start > 0 && cfg->beta_start < 1))
         return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": must be in (0, 1) (got %g)", src,
                          cfg->beta_start);
     if (!(cfg->beta_end > 0 && cfg->beta_end < 1))
-        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_end\": must be in (0, 1) (got %g)", src,
-                         cfg->beta_end);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_end\": must be in (0, 1) (got %g)", src, cfg->beta_end);
     if (cfg->beta_start > cfg->beta_end)
         return core_fail(err, PNDM_ERR_MODEL, "%s: key \"beta_start\": %g is larger than beta_end %g", src,
                          cfg->beta_start, cfg->beta_end);
@@ -137,8 +135,8 @@ pndm_status sched_config_validate(const pndm_scheduler_config *cfg, const char *
         for (int i = 0; i < cfg->num_train_timesteps; i++) {
             float b = cfg->trained_betas[i];
             if (!(b >= 0 && b < 1))
-                return core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d must be in [0, 1) (got %g)",
-                                 src, i, (double)b);
+                return core_fail(err, PNDM_ERR_MODEL,
+                                 "%s: key \"trained_betas\": element %d must be in [0, 1) (got %g)", src, i, (double)b);
         }
     }
     return PNDM_OK;
@@ -164,16 +162,14 @@ static pndm_status json_int(const cJSON *v, const char *key, long lo, long hi, c
     if (!isfinite(d) || d != floor(d))
         return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected an integer, got %g", src, key, d);
     if (d < (double)lo || d > (double)hi)
-        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": must be in %ld..%ld (got %.17g)", src, key, lo,
-                         hi, d);
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": must be in %ld..%ld (got %.17g)", src, key, lo, hi, d);
     *out = (int)d;
     return PNDM_OK;
 }
 
 static pndm_status json_number(const cJSON *v, const char *key, const char *src, double *out, pndm_error *err) {
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a number, got %s", src, key,
-                         json_type_name(v));
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a number, got %s", src, key, json_type_name(v));
     *out = v->valuedouble;
     return PNDM_OK;
 }
@@ -190,8 +186,7 @@ static pndm_status json_bool(const cJSON *v, const char *key, const char *src, i
 static pndm_status json_enum(const cJSON *v, const char *key, const char *const *names, int n, const char *src,
                              int *out, pndm_error *err) {
     if (!cJSON_IsString(v))
-        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a string, got %s", src, key,
-                         json_type_name(v));
+        return core_fail(err, PNDM_ERR_MODEL, "%s: key \"%s\": expected a string, got %s", src, key, json_type_name(v));
     for (int i = 0; i < n; i++) {
         if (strcmp(v->valuestring, names[i]) == 0) {
             *out = i;
@@ -208,8 +203,8 @@ static pndm_status json_enum(const cJSON *v, const char *key, const char *const 
 }
 
 static const char *const k_known_keys[] = {
-    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "skip_prk_steps",
-    "set_alpha_to_one", "prediction_type", "timestep_spacing", "steps_offset"};
+    "num_train_timesteps", "beta_start",       "beta_end",        "beta_schedule",    "trained_betas",
+    "skip_prk_steps",      "set_alpha_to_one", "prediction_type", "timestep_spacing", "steps_offset"};
 
 static pndm_status parse_object(const cJSON *root, const char *src, pndm_scheduler_config *c, pndm_error *err) {
     static const char *const schedules[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
@@ -243,8 +238,9 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
             if (cJSON_IsArray(v))
                 betas = v;
             else if (!cJSON_IsNull(v))
-                st = core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": expected null or an array of numbers, got %s",
-                               src, json_type_name(v));
+                st = core_fail(err, PNDM_ERR_MODEL,
+                               "%s: key \"trained_betas\": expected null or an array of numbers, got %s", src,
+                               json_type_name(v));
         } else if (strcmp(key, "skip_prk_steps") == 0) {
             st = json_bool(v, key, src, &c->skip_prk_steps, err);
         } else if (strcmp(key, "set_alpha_to_one") == 0) {
@@ -271,16 +267,17 @@ static pndm_status parse_object(const cJSON *root, const char *src, pndm_schedul
         int i = 0;
         for (const cJSON *b = betas->child; b; b = b->next, i++) {
             if (!cJSON_IsNumber(b) || !isfinite(b->valuedouble))
-                return core_fail(err, PNDM_ERR_MODEL, "%s: key \"trained_betas\": element %d: expected a number, got %s",
-                                 src, i, json_type_name(b));
+                return core_fail(err, PNDM_ERR_MODEL,
+                                 "%s: key \"trained_betas\": element %d: expected a number, got %s", src, i,
+                                 json_type_name(b));
             c->trained_betas[i] = (float)b->valuedouble;
         }
     }
     return sched_config_validate(c, src, err);
 }
 
-pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source,
-                                        pndm_scheduler_config *cfg, pndm_error *err) {
+pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source, pndm_scheduler_config *cfg,
+                                        pndm_error *err) {
     const char *src = src_name(source);
     if (!json || !cfg) return core_fail(err, PNDM_ERR_USAGE, "%s: NULL argument to pndm_scheduler_config_parse", src);
     const char *end = NULL;
@@ -325,7 +322,7 @@ pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char
  * remaining n % 16 elements use the scalar formula (fused). */
 static void torch_linspace_f32(float a, float b, int64_t n, float *out /* (n,) */) {
     if (n == 1) {
-        out[0] = a;  // at::linspace: steps == 1 -> fill_(start)
+        out[0] = a; // at::linspace: steps == 1 -> fill_(start)
         return;
     }
     const float step = (b - a) / (float)(n - 1);
@@ -345,7 +342,7 @@ static void torch_linspace_f32(float a, float b, int64_t n, float *out /* (n,) *
 /* diffusers betas_for_alpha_bar(T) (alpha_transform_type "cosine", max_beta 0.999), in Python
  * doubles (glibc cos, pow), then torch.tensor(betas, dtype=torch.float32). */
 static double alpha_bar_cosine(double t) {
-    const double pi = 3.141592653589793;  // math.pi
+    const double pi = 3.141592653589793; // math.pi
     return pow(cos((t + 0.008) / 1.008 * pi / 2), 2.0);
 }
 
@@ -375,7 +372,7 @@ pndm_status sched_schedule_init(sched_schedule *s, const pndm_scheduler_config *
         for (int i = 0; i < T; i++) {
             const double t1 = (double)i / (double)T, t2 = (double)(i + 1) / (double)T;
             double b = 1 - alpha_bar_cosine(t2) / alpha_bar_cosine(t1);
-            if (0.999 < b) b = 0.999;  // min(b, max_beta)
+            if (0.999 < b) b = 0.999; // min(b, max_beta)
             s->betas[i] = (float)b;
         }
     }
@@ -446,7 +443,8 @@ pndm_status sched_spacing(const pndm_scheduler_config *cfg, int steps, int64_t *
         break;
     }
     default:
-        return core_fail(err, PNDM_ERR_USAGE, "scheduler config: invalid timestep_spacing %d", (int)cfg->timestep_spacing);
+        return core_fail(err, PNDM_ERR_USAGE, "scheduler config: invalid timestep_spacing %d",
+                         (int)cfg->timestep_spacing);
     }
     for (int64_t i = 0; i < N; i++) {
         if (out[i] < 0 || out[i] >= T)
@@ -511,34 +509,34 @@ float sampler_final_alpha_cumprod(const pndm_sampler *s) { return s ? s->sched.f
 
 /* What one call does with the model output (PNDMScheduler.step_prk / step_plms). */
 typedef enum {
-    PNDM_OP_PRK_FIRST, /* counter % 4 == 0: cur = 1/6 mo; ets.append(mo); cur_sample = sample; raw mo */
-    PNDM_OP_PRK_MID,   /* counter % 4 == 1, 2: cur += 1/3 mo; raw mo; base cur_sample */
-    PNDM_OP_PRK_LAST,  /* counter % 4 == 3: mo = cur + 1/6 mo; cur = 0; base cur_sample */
-    PNDM_OP_PLMS_FIRST,/* skip_prk, counter 0: ets = [mo]; cur_sample = sample; raw mo */
-    PNDM_OP_PLMS_AVG,  /* skip_prk, counter 1: mo = (mo + ets[-1]) / 2; base cur_sample */
-    PNDM_OP_PLMS2,     /* (3 e1 - e2) / 2 */
-    PNDM_OP_PLMS3,     /* (23 e1 - 16 e2 + 5 e3) / 12 */
-    PNDM_OP_PLMS4      /* 1/24 (55 e1 - 59 e2 + 37 e3 - 9 e4) */
+    PNDM_OP_PRK_FIRST,  /* counter % 4 == 0: cur = 1/6 mo; ets.append(mo); cur_sample = sample; raw mo */
+    PNDM_OP_PRK_MID,    /* counter % 4 == 1, 2: cur += 1/3 mo; raw mo; base cur_sample */
+    PNDM_OP_PRK_LAST,   /* counter % 4 == 3: mo = cur + 1/6 mo; cur = 0; base cur_sample */
+    PNDM_OP_PLMS_FIRST, /* skip_prk, counter 0: ets = [mo]; cur_sample = sample; raw mo */
+    PNDM_OP_PLMS_AVG,   /* skip_prk, counter 1: mo = (mo + ets[-1]) / 2; base cur_sample */
+    PNDM_OP_PLMS2,      /* (3 e1 - e2) / 2 */
+    PNDM_OP_PLMS3,      /* (23 e1 - 16 e2 + 5 e3) / 12 */
+    PNDM_OP_PLMS4       /* 1/24 (55 e1 - 59 e2 + 37 e3 - 9 e4) */
 } plms_op;
 
 /* Per-call plan, fixed at creation: the operation, the alphas_cumprod indices and the float32
  * coefficients of PNDMScheduler._get_prev_sample (formula (9) of the PNDM paper). */
 typedef struct plms_call {
     plms_op op;
-    int push;               /* ets.append(model_output) */
+    int push; /* ets.append(model_output) */
     int64_t t_idx, prev_idx;
-    float sample_coeff;     /* (a_p / a_t) ** 0.5 */
-    float alpha_diff;       /* a_p - a_t */
-    float denom;            /* a_t * b_p ** 0.5 + (a_t * b_t * a_p) ** 0.5 */
+    float sample_coeff;       /* (a_p / a_t) ** 0.5 */
+    float alpha_diff;         /* a_p - a_t */
+    float denom;              /* a_t * b_p ** 0.5 + (a_t * b_t * a_p) ** 0.5 */
     float sqrt_a_t, sqrt_b_t; /* v_prediction: mo = a_t**0.5 * mo + b_t**0.5 * sample */
 } plms_call;
 
 typedef struct plms_state {
-    plms_call *plan;   /* (num_calls,) */
+    plms_call *plan; /* (num_calls,) */
     int v_pred;
-    size_t cap;        /* floats per buffer allocated */
-    float *buf;        /* one block: ets ring (4, n), cur_sample (n), cur_model_output (n) */
-    float *ets[4];     /* ring of the last 4 model outputs, ets_head = newest */
+    size_t cap;    /* floats per buffer allocated */
+    float *buf;    /* one block: ets ring (4, n), cur_sample (n), cur_model_output (n) */
+    float *ets[4]; /* ring of the last 4 model outputs, ets_head = newest */
     int ets_len, ets_head;
     float *cur_sample; /* (n) */
     float *cur_mo;     /* (n) */
@@ -749,7 +747,7 @@ static pndm_status plms_build_plan(pndm_sampler *s, const int64_t *base /* (step
             p8[2 * j + 1] = base[N - 4 + j] + half;
         }
         for (int j = 0; j < 7; j++) p14[2 * j] = p14[2 * j + 1] = p8[j];
-        for (int j = 0; j < 12; j++) prk[j] = p14[12 - j];  // p14[1:13] reversed
+        for (int j = 0; j < 12; j++) prk[j] = p14[12 - j]; // p14[1:13] reversed
         n_prk = 12;
         calls = 12 + (int)(N - 3);
         ts = malloc((size_t)calls * sizeof *ts);
@@ -772,7 +770,11 @@ static pndm_status plms_build_plan(pndm_sampler *s, const int64_t *base /* (step
             c->prev_idx = t - diff;
             c->t_idx = prk[counter / 4 * 4];
             switch (counter % 4) {
-            case 0: c->op = PNDM_OP_PRK_FIRST; c->push = 1; ets_len++; break;
+            case 0:
+                c->op = PNDM_OP_PRK_FIRST;
+                c->push = 1;
+                ets_len++;
+                break;
             case 3: c->op = PNDM_OP_PRK_LAST; break;
             default: c->op = PNDM_OP_PRK_MID; break;
             }
@@ -788,11 +790,16 @@ static pndm_status plms_build_plan(pndm_sampler *s, const int64_t *base /* (step
                 c->prev_idx = t;
                 c->t_idx = t + T / N;
             }
-            if (ets_len == 1 && counter == 0) c->op = PNDM_OP_PLMS_FIRST;
-            else if (ets_len == 1 && counter == 1) c->op = PNDM_OP_PLMS_AVG;
-            else if (ets_len == 2) c->op = PNDM_OP_PLMS2;
-            else if (ets_len == 3) c->op = PNDM_OP_PLMS3;
-            else c->op = PNDM_OP_PLMS4;
+            if (ets_len == 1 && counter == 0)
+                c->op = PNDM_OP_PLMS_FIRST;
+            else if (ets_len == 1 && counter == 1)
+                c->op = PNDM_OP_PLMS_AVG;
+            else if (ets_len == 2)
+                c->op = PNDM_OP_PLMS2;
+            else if (ets_len == 3)
+                c->op = PNDM_OP_PLMS3;
+            else
+                c->op = PNDM_OP_PLMS4;
         }
         /* torch would wrap a negative index or raise on one >= T: refuse such runs */
         if (t < 0 || t >= T || c->t_idx < 0 || c->t_idx >= T || c->prev_idx >= T)
@@ -802,20 +809,19 @@ static pndm_status plms_build_plan(pndm_sampler *s, const int64_t *base /* (step
                              (long long)N, counter, (long long)t, (long long)c->t_idx, (long long)c->prev_idx,
                              (long long)(T - 1));
         plms_coefficients(&s->sched, c);
-        if (!(c->denom > 0) || !isfinite(c->denom) || !isfinite(c->sample_coeff) || !(s->sched.alphas_cumprod[c->t_idx] > 0))
-            return core_fail(err, PNDM_ERR_MODEL,
-                             "scheduler config: step %d (timestep %lld -> %lld) divides by zero: alphas_cumprod "
-                             "%g -> %g (betas too large or zero)",
-                             counter, (long long)c->t_idx, (long long)c->prev_idx,
-                             (double)s->sched.alphas_cumprod[c->t_idx],
-                             (double)(c->prev_idx >= 0 ? s->sched.alphas_cumprod[c->prev_idx]
-                                                       : s->sched.final_alpha_cumprod));
+        if (!(c->denom > 0) || !isfinite(c->denom) || !isfinite(c->sample_coeff) ||
+            !(s->sched.alphas_cumprod[c->t_idx] > 0))
+            return core_fail(
+                err, PNDM_ERR_MODEL,
+                "scheduler config: step %d (timestep %lld -> %lld) divides by zero: alphas_cumprod "
+                "%g -> %g (betas too large or zero)",
+                counter, (long long)c->t_idx, (long long)c->prev_idx, (double)s->sched.alphas_cumprod[c->t_idx],
+                (double)(c->prev_idx >= 0 ? s->sched.alphas_cumprod[c->prev_idx] : s->sched.final_alpha_cumprod));
     }
     return PNDM_OK;
 }
 
-pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps, pndm_sampler **out,
-                                     pndm_error *err) {
+pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps, pndm_sampler **out, pndm_error *err) {
     if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL output");
     *out = NULL;
     if (!cfg) return core_fail(err, PNDM_ERR_USAGE, "pndm_sampler_create_pndm: NULL config");

@@ -33,8 +33,7 @@ pndm_status sched_config_validate(const pndm_scheduler_config *cfg, const char *
 typedef struct sampler_ops {
     const char *name;
     /* One step for call `call` (already checked: in order, n > 0 and consistent). */
-    pndm_status (*step)(pndm_sampler *s, int call, const float *model_out, float *sample, size_t n,
-                        pndm_error *err);
+    pndm_status (*step)(pndm_sampler *s, int call, const float *model_out, float *sample, size_t n, pndm_error *err);
     void (*reset)(pndm_sampler *s);   /* clear the method's history */
     void (*destroy)(pndm_sampler *s); /* free the method's state */
 } sampler_ops;
@@ -43,12 +42,12 @@ struct pndm_sampler {
     const sampler_ops *ops;
     pndm_scheduler_config cfg; /* copy; trained_betas is NULL here (the betas live in sched) */
     sched_schedule sched;
-    int steps;                 /* num_inference_steps */
+    int steps; /* num_inference_steps */
     int num_calls;
-    int64_t *timesteps;        /* (num_calls,) timestep given to the model at each call */
-    int next_call;             /* calls are made in order */
-    size_t n;                  /* floats per sample, fixed by the first step after create/reset */
-    void *state;               /* the method's own */
+    int64_t *timesteps; /* (num_calls,) timestep given to the model at each call */
+    int next_call;      /* calls are made in order */
+    size_t n;           /* floats per sample, fixed by the first step after create/reset */
+    void *state;        /* the method's own */
 };
 
 /* Read-only tables, for tests: betas/alphas_cumprod have num_train_timesteps entries. */

@@ -75,8 +75,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     size_t index_len = nul ? (size_t)(nul - data) : size;
     put_file(g_index, data, index_len);
-    if (nul) put_file(g_sched, nul + 1, size - index_len - 1);
-    else unlink(g_sched);
+    if (nul)
+        put_file(g_sched, nul + 1, size - index_len - 1);
+    else
+        unlink(g_sched);
     pndm_model *m = NULL;
     pndm_error err = {0};
     pndm_status st = pndm_model_load(g_dir, &m, &err);
@@ -88,8 +90,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(pndm_model_in_channels(m) == 1);
     pndm_scheduler_config sc;
     st = pndm_model_get_scheduler_config(m, &sc, &err);
-    if (st == PNDM_OK) pndm_scheduler_config_free(&sc);
-    else FUZZ_CHECK_ERR(st, err);
+    if (st == PNDM_OK)
+        pndm_scheduler_config_free(&sc);
+    else
+        FUZZ_CHECK_ERR(st, err);
     pndm_model_free(m);
     return 0;
 }

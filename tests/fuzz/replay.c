@@ -22,7 +22,11 @@ static int replay_file(const char *path, double *slowest, char *slow_name, size_
         if (!buf) break;
         if (n == cap) {
             uint8_t *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
             buf = nb;
             cap *= 2;
         }
@@ -39,7 +43,10 @@ static int replay_file(const char *path, double *slowest, char *slow_name, size_
     }
     /* an exact-size copy, so that ASan sees a read past the end of the input */
     uint8_t *exact = malloc(n ? n : 1);
-    if (!exact) { free(buf); return 1; }
+    if (!exact) {
+        free(buf);
+        return 1;
+    }
     if (n) memcpy(exact, buf, n);
     free(buf);
     struct timespec t0, t1;
