@@ -145,6 +145,30 @@ typedef struct pndm_model pndm_model;
  * pipeline folder (model_index.json + unet/ + scheduler/), or a diffusers .safetensors file
  * with config.json beside it. Everything is validated before use. */
 pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err);
+
+/* How a model is found and run; pndm_model_load uses pndm_model_default_params(). The kernel
+ * choices are parameters of the model (set once at load, never global state): two models may
+ * run side by side with different kernels. */
+typedef enum pndm_kernel {
+    PNDM_KERNEL_AUTO = 0, /* the best path the CPU has */
+    PNDM_KERNEL_GENERIC,  /* portable C */
+    PNDM_KERNEL_AVX2,
+    PNDM_KERNEL_AVX512
+} pndm_kernel;
+typedef enum pndm_gemm {
+    PNDM_GEMM_AUTO = 0, /* native where the own kernels have a vector path, else OpenBLAS if built in */
+    PNDM_GEMM_NATIVE,   /* pndm's own GEMM tiles */
+    PNDM_GEMM_OPENBLAS  /* cblas_sgemm (PNDM_BLAS builds only) */
+} pndm_gemm;
+typedef struct pndm_model_params {
+    const char *revision; /* Hub ids: a branch under refs/ or a commit hash (NULL: "main") */
+    const char *variant;  /* diffusers variant: diffusion_pytorch_model.<variant>.safetensors (NULL: none) */
+    pndm_kernel kernel;   /* ISA path of the own kernels (AUTO) */
+    pndm_gemm gemm;       /* matrix-product backend (AUTO) */
+    int winograd;         /* 1: Winograd for the 3x3 convolutions where it applies (default); 0: direct only */
+} pndm_model_params;
+pndm_model_params pndm_model_default_params(void);
+pndm_status pndm_model_load_ex(const char *path, const pndm_model_params *params, pndm_model **out, pndm_error *err);
 /* The same from a memory buffer holding a single-file model (not copied; must outlive m). */
 pndm_status pndm_model_load_memory(const void *data, size_t size, const char *name, pndm_model **out, pndm_error *err);
 void pndm_model_free(pndm_model *m);

@@ -265,8 +265,24 @@ static pndm_model *model_new(const char *path) {
     return m;
 }
 
+pndm_model_params pndm_model_default_params(void) {
+    pndm_model_params p;
+    memset(&p, 0, sizeof p);
+    p.kernel = PNDM_KERNEL_AUTO;
+    p.gemm = PNDM_GEMM_AUTO;
+    p.winograd = 1;
+    return p;
+}
+
 pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err) {
+    pndm_model_params p = pndm_model_default_params();
+    return pndm_model_load_ex(path, &p, out, err);
+}
+
+pndm_status pndm_model_load_ex(const char *path, const pndm_model_params *params, pndm_model **out, pndm_error *err) {
     if (!out) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: NULL output");
+    pndm_model_params defaults = pndm_model_default_params();
+    if (!params) params = &defaults;
     *out = NULL;
     if (!path || !*path) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: empty model path");
     struct stat sb;
