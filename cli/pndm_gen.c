@@ -94,12 +94,8 @@ static void print_help(FILE *f) {
 
 static int g_quiet = 0, g_verbose = 0;
 static volatile sig_atomic_t g_signal = 0;
-static volatile int g_cancel = 0;
 
-static void on_signal(int sig) {
-    g_signal = sig;
-    g_cancel = 1;
-}
+static void on_signal(int sig) { g_signal = sig; }
 
 static uint64_t random_seed(void) {
     uint64_t s = 0;
@@ -342,20 +338,324 @@ static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, 
 /* Exit code for the signal received (130 SIGINT, 143 SIGTERM). */
 static int signal_exit(void) { return g_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
 
+/* ---------------------------------------------------------------------------------------- */
+/* One run, in stages: parse -> plan outputs -> load -> generate -> write -> report. Each stage
+ * returns 0 or an exit code and leaves what it made in the run; run_free releases it all.     */
+
+typedef enum { OUT_NPY, OUT_PNG_ONE, OUT_PNG_GRID, OUT_PNG_EACH } out_kind;
+
+typedef struct gen_run {
+    cli_args a;
+    /* plan_outputs */
+    out_kind out;
+    int pattern; /* the output name has a %d */
+    /* load */
+    const char *model_path;
+    pndm_model *model;
+    pndm_scheduler_config sched; /* the model's, or --scheduler-config's */
+    int have_sched;
+    char sched_desc[512];
+    pndm_gen_params p;
+    int C, S, B;
+    size_t n;    /* B * C * S * S */
+    size_t need; /* memory estimate, bytes */
+    double t_load;
+    /* generate */
+    float *latents; // (B, C, S, S)
+    float *noise;   // (B, C, S, S), with --save-noise
+    float *images;  // (B, S, S, C) in [0, 1]
+    uint8_t *pix;   // (B, S, S, C)
+    double t_gen;
+    /* write */
+    cJSON *files; /* paths written, in order */
+    int n_written, total_files;
+} gen_run;
+
+static void run_free(gen_run *r) {
+    cJSON_Delete(r->files);
+    free(r->latents);
+    free(r->noise);
+    free(r->images);
+    free(r->pix);
+    if (r->have_sched) pndm_scheduler_config_free(&r->sched);
+    pndm_model_free(r->model);
+}
+
+/* Output file i (0-based) of a PNG_EACH run. */
+static void output_name(const gen_run *r, int i, char *out, size_t size) {
+    if (r->pattern)
+        expand_pattern(r->a.output, i, out, size);
+    else
+        numbered_name(r->a.output, i, out, size);
+}
+
+/* Everything that needs no model: names, extensions, patterns, and that the outputs can be
+ * created, before the (long) load and generation. */
+static int stage_plan_outputs(gen_run *r) {
+    cli_args *a = &r->a;
+    const char *ext = ext_of(a->output);
+    int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
+    int out_npy = !strcmp(ext, ".npy");
+    if (!out_png && !out_npy)
+        return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a->output);
+    int pk = pattern_kind(a->output);
+    if (pk < 0)
+        return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a->output);
+    if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a->output);
+    if (a->grid && !out_png) return cli_usage_error("--grid needs a .png output");
+    if (a->grid && pk > 0) return cli_usage_error("--grid writes one file: drop the %%d from '%s'", a->output);
+    if (a->latents_path && strcmp(ext_of(a->latents_path), ".npy"))
+        return cli_usage_error("--latents needs a .npy path (got '%s')", a->latents_path);
+    if (a->noise_path && strcmp(ext_of(a->noise_path), ".npy"))
+        return cli_usage_error("--save-noise needs a .npy path (got '%s')", a->noise_path);
+    if (!a->seed_given) a->seed = random_seed();
+    if (a->per_image && a->seed > UINT64_MAX - (uint64_t)a->batch)
+        return cli_usage_error("--seed %" PRIu64 " + batch overflows 64 bits with --per-image-seeds", a->seed);
+    r->pattern = pk > 0;
+    r->out = out_npy ? OUT_NPY : a->grid ? OUT_PNG_GRID : (pk > 0 || a->batch > 1) ? OUT_PNG_EACH : OUT_PNG_ONE;
+    int rc;
+    if (r->out == OUT_PNG_EACH) {
+        char p0[PATH_MAX];
+        output_name(r, 0, p0, sizeof p0);
+        if ((rc = check_writable("output", p0))) return rc;
+    } else if ((rc = check_writable("output", a->output))) {
+        return rc;
+    }
+    if (a->latents_path && (rc = check_writable("--latents", a->latents_path))) return rc;
+    if (a->noise_path && (rc = check_writable("--save-noise", a->noise_path))) return rc;
+    r->total_files = (a->noise_path != NULL) + (a->latents_path != NULL) + (r->out == OUT_PNG_EACH ? (int)a->batch : 1);
+    return 0;
+}
+
+/* The scheduler config (--scheduler-config, else the model's), the model, the generation
+ * parameters, and the memory check. */
+static int stage_load(gen_run *r) {
+    cli_args *a = &r->a;
+    pndm_error err;
+    if (a->sched_path) {
+        char *buf;
+        size_t size;
+        if (pndm_read_file(a->sched_path, 64u << 20, &buf, &size, &err)) return cli_fail(err.code, "%s", err.msg);
+        pndm_status s = pndm_scheduler_config_parse(buf, size, a->sched_path, &r->sched, &err);
+        free(buf);
+        if (s) return cli_fail(s, "%s", err.msg);
+        r->have_sched = 1;
+    }
+    r->model_path = a->model_path ? a->model_path : pndm_default_model_path();
+    if (!r->model_path)
+        return cli_fail(PNDM_ERR_USAGE,
+                        "no --model given and the bundled default model was not found "
+                        "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
+    double t0 = cli_now_s();
+    if (pndm_model_load(r->model_path, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
+    r->t_load = cli_now_s() - t0;
+    if (!r->have_sched) {
+        if (pndm_model_get_scheduler_config(r->model, &r->sched, &err)) return cli_fail(err.code, "%s", err.msg);
+        r->have_sched = 1;
+    }
+    if (a->skip_prk) r->sched.skip_prk_steps = 1;
+    if (a->steps > r->sched.num_train_timesteps)
+        return cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a->steps,
+                               r->sched.num_train_timesteps);
+    pndm_scheduler_config_describe(&r->sched, r->sched_desc, sizeof r->sched_desc);
+
+    pndm_gen_params *p = &r->p;
+    *p = pndm_gen_default_params();
+    p->steps = (int)a->steps;
+    p->batch = (int)a->batch;
+    p->seed = a->seed;
+    p->per_image_seeds = a->per_image;
+    p->n_threads = a->threads > 0 ? (int)a->threads : pndm_default_threads();
+    p->scheduler = &r->sched;
+    p->cancel = &g_signal;
+    r->C = pndm_model_in_channels(r->model);
+    r->S = pndm_model_sample_size(r->model);
+    r->B = p->batch;
+    r->n = pndm_gen_latent_count(r->model, p);
+    r->need = pndm_gen_memory_estimate(r->model, p);
+    long long avail = mem_available_bytes();
+    if (r->n == SIZE_MAX || r->need == SIZE_MAX || (avail > 0 && (double)r->need > (double)avail * 0.9))
+        return cli_fail(PNDM_ERR_NOMEM,
+                        "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
+                        "use a smaller --batch",
+                        r->B, r->need == SIZE_MAX ? INFINITY : (double)r->need / (1 << 30), (double)avail / (1 << 30));
+    if (r->C != 1 && r->C != 3 && r->out != OUT_NPY)
+        return cli_fail(PNDM_ERR_USAGE, "the model has %d channels: PNG needs 1 or 3, use a .npy output", r->C);
+    if (!g_quiet) {
+        fprintf(stderr,
+                "pndm-gen: model %s (%d ch, %dx%d, %.2f M params), seed %" PRIu64
+                "%s, %d steps, batch %d, %d threads\n",
+                r->model_path, r->C, r->S, r->S, (double)pndm_model_param_count(r->model) / 1e6, a->seed,
+                a->per_image ? " (+i per image)" : "", p->steps, r->B, p->n_threads);
+        if (g_verbose)
+            fprintf(stderr, "pndm-gen: scheduler {%s}; kernels %s; memory estimate %.1f MiB; model loaded in %.3f s\n",
+                    r->sched_desc, pndm_kernel_path(), (double)r->need / (1 << 20), r->t_load);
+    }
+    return 0;
+}
+
+/* The pipeline, then the images (the library refuses non-finite model outputs). */
+static int stage_generate(gen_run *r) {
+    const size_t n = r->n;
+    pndm_error err;
+    r->latents = malloc(n * sizeof *r->latents);
+    r->noise = r->a.noise_path ? malloc(n * sizeof *r->noise) : NULL;
+    r->images = malloc(n * sizeof *r->images);
+    r->pix = malloc(n);
+    if (!r->latents || !r->images || !r->pix || (r->a.noise_path && !r->noise))
+        return cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", r->B);
+    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0};
+    r->p.progress = on_progress;
+    r->p.progress_user = &ps;
+    double t0 = cli_now_s();
+    pndm_status st = pndm_generate(r->model, &r->p, r->noise, r->latents, &err);
+    r->t_gen = cli_now_s() - t0;
+    if (st) {
+        if (!g_quiet && ps.tty) fputc('\n', stderr);
+        return cli_fail(st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st, "%s", err.msg);
+    }
+    pndm_latents_to_images(r->latents, r->B, r->C, r->S, r->S, r->images);
+    pndm_images_to_u8(r->images, n, r->pix);
+    return 0;
+}
+
 /* Nothing more is written once a signal arrived; files already renamed into place stay. */
-#define STOP_IF_SIGNALLED(done, total)                                                                                 \
-    do {                                                                                                               \
-        if (g_signal) {                                                                                                \
-            rc = cli_fail(signal_exit(), "interrupted by %s: %d of %d output files written",                           \
-                          g_signal == SIGTERM ? "SIGTERM" : "SIGINT", (done), (total));                                \
-            goto out_json;                                                                                             \
-        }                                                                                                              \
-    } while (0)
+static int stop_if_signalled(const gen_run *r) {
+    if (!g_signal) return 0;
+    return cli_fail(signal_exit(), "interrupted by %s: %d of %d output files written",
+                    g_signal == SIGTERM ? "SIGTERM" : "SIGINT", r->n_written, r->total_files);
+}
+
+static int write_npy(gen_run *r, const char *path, const float *data, int64_t d1, int64_t d2, int64_t d3) {
+    pndm_error err;
+    const int64_t shape[4] = {r->B, d1, d2, d3};
+    if (pndm_npy_save_f32(path, data, 4, shape, &err)) return cli_fail(err.code, "%s", err.msg);
+    cJSON_AddItemToArray(r->files, cJSON_CreateString(path));
+    r->n_written++;
+    return 0;
+}
+
+/* The batch as one image: a near-square grid, row-major (one image when B = 1). */
+static int write_grid(gen_run *r) {
+    const int B = r->B, S = r->S, C = r->C;
+    int cols = 1;
+    while (cols * cols < B) cols++;
+    int rows = (B + cols - 1) / cols;
+    int gw = cols * S, gh = rows * S;
+    uint8_t *g = B == 1 ? r->pix : calloc((size_t)gw * gh * C, 1);
+    if (!g) return cli_fail(PNDM_ERR_NOMEM, "cannot allocate the grid image");
+    if (B > 1)
+        for (int b = 0; b < B; b++)
+            for (int y = 0; y < S; y++)
+                memcpy(g + (((size_t)(b / cols) * S + y) * gw + (size_t)(b % cols) * S) * C,
+                       r->pix + ((size_t)b * S + y) * S * C, (size_t)S * C);
+    char params[1024], seedbuf[32];
+    png_params(&r->a, r->model_path, r->sched_desc, r->a.seed, B == 1 ? 0 : -1, params, sizeof params);
+    snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, r->a.seed);
+    pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
+    int rc = write_png(r->a.output, g, gw, gh, C, text, 3);
+    if (g != r->pix) free(g);
+    if (rc) return rc;
+    cJSON_AddItemToArray(r->files, cJSON_CreateString(r->a.output));
+    r->n_written++;
+    return 0;
+}
+
+/* One PNG per image. */
+static int write_each(gen_run *r) {
+    const int S = r->S, C = r->C;
+    for (int b = 0; b < r->B; b++) {
+        char path[PATH_MAX], params[1024], seedbuf[32];
+        output_name(r, b, path, sizeof path);
+        png_params(&r->a, r->model_path, r->sched_desc, r->a.seed, b, params, sizeof params);
+        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, r->a.per_image ? r->a.seed + (uint64_t)b : r->a.seed);
+        pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
+        int rc = write_png(path, r->pix + (size_t)b * S * S * C, S, S, C, text, 3);
+        if (rc) return rc;
+        cJSON_AddItemToArray(r->files, cJSON_CreateString(path));
+        r->n_written++;
+        if (b + 1 < r->B && (rc = stop_if_signalled(r))) return rc;
+    }
+    return 0;
+}
+
+/* --save-noise, --latents, then the images. */
+static int stage_write(gen_run *r) {
+    const cli_args *a = &r->a;
+    int rc;
+    r->files = cJSON_CreateArray();
+    if (!r->files) return cli_fail(PNDM_ERR_NOMEM, "out of memory");
+    if ((rc = stop_if_signalled(r))) return rc;
+    if (a->noise_path) {
+        if ((rc = write_npy(r, a->noise_path, r->noise, r->C, r->S, r->S))) return rc;
+        if ((rc = stop_if_signalled(r))) return rc;
+    }
+    if (a->latents_path) {
+        if ((rc = write_npy(r, a->latents_path, r->latents, r->C, r->S, r->S))) return rc;
+        if ((rc = stop_if_signalled(r))) return rc;
+    }
+    switch (r->out) {
+    case OUT_NPY: return write_npy(r, a->output, r->images, r->S, r->S, r->C);
+    case OUT_PNG_ONE:
+    case OUT_PNG_GRID: return write_grid(r);
+    case OUT_PNG_EACH: return write_each(r);
+    }
+    return 0;
+}
+
+/* Timing on stderr; the paths written, or the --json summary, on stdout. */
+static int stage_report(gen_run *r) {
+    const cli_args *a = &r->a;
+    const int B = r->B;
+    pndm_error err;
+    int calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
+    pndm_sampler *smp = NULL;
+    if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
+    pndm_sampler_free(smp);
+    if (!g_quiet)
+        fprintf(stderr,
+                "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n", B,
+                B == 1 ? "" : "s", r->t_gen, calls, r->t_gen / calls, B / r->t_gen, a->seed);
+    if (!a->json) {
+        for (int k = 0; k < cJSON_GetArraySize(r->files); k++) puts(cJSON_GetArrayItem(r->files, k)->valuestring);
+        return 0;
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "files", r->files);
+    r->files = NULL;
+    cJSON_AddStringToObject(j, "model", r->model_path);
+    char seedbuf[32];
+    snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a->seed);
+    cJSON_AddRawToObject(j, "seed", seedbuf);
+    cJSON *seeds = cJSON_CreateArray();
+    for (int b = 0; b < B; b++) {
+        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a->per_image ? a->seed + (uint64_t)b : a->seed);
+        cJSON_AddItemToArray(seeds, cJSON_CreateRaw(seedbuf));
+    }
+    cJSON_AddItemToObject(j, "image_seeds", seeds);
+    cJSON_AddBoolToObject(j, "per_image_seeds", a->per_image);
+    cJSON_AddNumberToObject(j, "steps", r->p.steps);
+    cJSON_AddNumberToObject(j, "unet_calls", calls);
+    cJSON_AddNumberToObject(j, "batch", B);
+    cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
+    cJSON_AddStringToObject(j, "scheduler", r->sched_desc);
+    cJSON *tm = cJSON_CreateObject();
+    cJSON_AddNumberToObject(tm, "load_s", r->t_load);
+    cJSON_AddNumberToObject(tm, "generate_s", r->t_gen);
+    cJSON_AddNumberToObject(tm, "s_per_unet_call", r->t_gen / calls);
+    cJSON_AddNumberToObject(tm, "images_per_s", B / r->t_gen);
+    cJSON_AddItemToObject(j, "timings", tm);
+    char *s = cJSON_Print(j);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    cJSON_Delete(j);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     cli_prog = "pndm-gen";
-    cli_args a;
-    int exit_now;
     /* SIGINT / SIGTERM only set a flag: generation stops at the next UNet call, writing at the
      * next file, temporary files are removed, and the exit code is 130 / 143 */
     struct sigaction sa;
@@ -366,297 +666,18 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     /* past a file-size limit (ulimit -f) write() then fails with EFBIG, reported like a full disk */
     signal(SIGXFSZ, SIG_IGN);
-    int rc = parse_args(argc, argv, &a, &exit_now);
+    gen_run r;
+    memset(&r, 0, sizeof r);
+    int exit_now;
+    int rc = parse_args(argc, argv, &r.a, &exit_now);
     if (rc || exit_now) return rc;
-    if (a.info_path) return do_info(a.info_path);
-
-    /* ---- validate everything that does not need the model, before loading it ---- */
-    const char *ext = ext_of(a.output);
-    int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
-    int out_npy = !strcmp(ext, ".npy");
-    if (!out_png && !out_npy)
-        return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a.output);
-    int pk = pattern_kind(a.output);
-    if (pk < 0)
-        return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a.output);
-    if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a.output);
-    if (a.grid && !out_png) return cli_usage_error("--grid needs a .png output");
-    if (a.grid && pk > 0) return cli_usage_error("--grid writes one file: drop the %%d from '%s'", a.output);
-    if (a.latents_path && strcmp(ext_of(a.latents_path), ".npy"))
-        return cli_usage_error("--latents needs a .npy path (got '%s')", a.latents_path);
-    if (a.noise_path && strcmp(ext_of(a.noise_path), ".npy"))
-        return cli_usage_error("--save-noise needs a .npy path (got '%s')", a.noise_path);
-    if (!a.seed_given) a.seed = random_seed();
-    if (a.per_image && a.seed > UINT64_MAX - (uint64_t)a.batch)
-        return cli_usage_error("--seed %" PRIu64 " + batch overflows 64 bits with --per-image-seeds", a.seed);
-
-    /* output paths: check now that they can be written */
-    if (pk > 0 || (out_png && a.batch > 1 && !a.grid)) {
-        char p0[PATH_MAX];
-        if (pk > 0)
-            expand_pattern(a.output, 0, p0, sizeof p0);
-        else
-            numbered_name(a.output, 0, p0, sizeof p0);
-        if ((rc = check_writable("output", p0))) return rc;
-    } else if ((rc = check_writable("output", a.output))) {
-        return rc;
-    }
-    if (a.latents_path && (rc = check_writable("--latents", a.latents_path))) return rc;
-    if (a.noise_path && (rc = check_writable("--save-noise", a.noise_path))) return rc;
-
-    pndm_error err;
-    pndm_scheduler_config sched_override;
-    int have_override = 0;
-    if (a.sched_path) {
-        char *buf;
-        size_t size;
-        if (pndm_read_file(a.sched_path, 64u << 20, &buf, &size, &err)) return cli_fail(err.code, "%s", err.msg);
-        pndm_status s = pndm_scheduler_config_parse(buf, size, a.sched_path, &sched_override, &err);
-        free(buf);
-        if (s) return cli_fail(s, "%s", err.msg);
-        have_override = 1;
-    }
-
-    const char *model_path = a.model_path ? a.model_path : pndm_default_model_path();
-    if (!model_path) {
-        if (have_override) pndm_scheduler_config_free(&sched_override);
-        return cli_fail(PNDM_ERR_USAGE,
-                        "no --model given and the bundled default model was not found "
-                        "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
-    }
-
-    double t_load = cli_now_s();
-    pndm_model *model = NULL;
-    if (pndm_model_load(model_path, &model, &err)) {
-        if (have_override) pndm_scheduler_config_free(&sched_override);
-        return cli_fail(err.code, "%s", err.msg);
-    }
-    t_load = cli_now_s() - t_load;
-
-    pndm_scheduler_config sched;
-    if (have_override) {
-        sched = sched_override;
-    } else if (pndm_model_get_scheduler_config(model, &sched, &err)) {
-        pndm_model_free(model);
-        return cli_fail(err.code, "%s", err.msg);
-    }
-    if (a.skip_prk) sched.skip_prk_steps = 1;
-    if (a.steps > sched.num_train_timesteps) {
-        rc = cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a.steps,
-                             sched.num_train_timesteps);
-        goto out_sched;
-    }
-
-    pndm_gen_params p = pndm_gen_default_params();
-    p.steps = (int)a.steps;
-    p.batch = (int)a.batch;
-    p.seed = a.seed;
-    p.per_image_seeds = a.per_image;
-    p.n_threads = a.threads > 0 ? (int)a.threads : pndm_default_threads();
-    p.scheduler = &sched;
-    p.cancel = &g_cancel;
-
-    const int C = pndm_model_in_channels(model), S = pndm_model_sample_size(model), B = p.batch;
-    size_t n = pndm_gen_latent_count(model, &p);
-    size_t need = pndm_gen_memory_estimate(model, &p);
-    long long avail = mem_available_bytes();
-    if (n == SIZE_MAX || need == SIZE_MAX || (avail > 0 && (double)need > (double)avail * 0.9)) {
-        rc = cli_fail(PNDM_ERR_NOMEM,
-                      "batch %d needs about %.2f GiB of memory, this machine has %.2f GiB available: "
-                      "use a smaller --batch",
-                      B, need == SIZE_MAX ? INFINITY : (double)need / (1 << 30), (double)avail / (1 << 30));
-        goto out_sched;
-    }
-    if (C != 1 && C != 3 && out_png) {
-        rc = cli_fail(PNDM_ERR_USAGE, "the model has %d channels: PNG needs 1 or 3, use a .npy output", C);
-        goto out_sched;
-    }
-
-    char sched_desc[512];
-    pndm_scheduler_config_describe(&sched, sched_desc, sizeof sched_desc);
-    if (!g_quiet) {
-        fprintf(stderr,
-                "pndm-gen: model %s (%d ch, %dx%d, %.2f M params), seed %" PRIu64
-                "%s, %d steps, batch %d, %d threads\n",
-                model_path, C, S, S, (double)pndm_model_param_count(model) / 1e6, a.seed,
-                a.per_image ? " (+i per image)" : "", p.steps, B, p.n_threads);
-        if (g_verbose)
-            fprintf(stderr, "pndm-gen: scheduler {%s}; kernels %s; memory estimate %.1f MiB; model loaded in %.3f s\n",
-                    sched_desc, pndm_kernel_path(), (double)need / (1 << 20), t_load);
-    }
-
-    float *latents = malloc(n * sizeof *latents); // (B, C, S, S)
-    float *noise = a.noise_path ? malloc(n * sizeof *noise) : NULL;
-    float *images = malloc(n * sizeof *images); // (B, S, S, C)
-    uint8_t *pix = malloc(n);
-    if (!latents || !images || !pix || (a.noise_path && !noise)) {
-        rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", B);
-        goto out_buf;
-    }
-
-    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0};
-    p.progress = on_progress;
-    p.progress_user = &ps;
-    double t0 = cli_now_s();
-    pndm_status st = pndm_generate(model, &p, noise, latents, &err);
-    double t_gen = cli_now_s() - t0;
-    if (st) {
-        if (!g_quiet && ps.tty) fputc('\n', stderr);
-        rc = st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st;
-        cli_fail(rc, "%s", err.msg);
-        goto out_buf;
-    }
-
-    /* NaN / Inf weights (or weights that overflow float32) give NaN images, which would be
-     * written as black: refuse instead */
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(latents[i])) {
-            rc = cli_fail(PNDM_ERR_MODEL,
-                          "%s: the model produced non-finite values (NaN/Inf) in image %zu: its weights "
-                          "contain NaN/Inf or overflow float32; nothing written",
-                          model_path, i / (n / (size_t)B));
-            goto out_buf;
-        }
-    pndm_latents_to_images(latents, B, C, S, S, images);
-    pndm_images_to_u8(images, n, pix);
-
-    /* ---- write outputs ---- */
-    cJSON *files = cJSON_CreateArray();
-    int64_t shape[4];
-    const int total_files = (a.noise_path != NULL) + (a.latents_path != NULL) + (out_npy || a.grid || B == 1 ? 1 : B);
-    int n_written = 0;
-    STOP_IF_SIGNALLED(n_written, total_files);
-    if (a.noise_path) {
-        shape[0] = B;
-        shape[1] = C;
-        shape[2] = S;
-        shape[3] = S;
-        if (pndm_npy_save_f32(a.noise_path, noise, 4, shape, &err)) {
-            rc = cli_fail(err.code, "%s", err.msg);
-            goto out_json;
-        }
-        cJSON_AddItemToArray(files, cJSON_CreateString(a.noise_path));
-        n_written++;
-        STOP_IF_SIGNALLED(n_written, total_files);
-    }
-    if (a.latents_path) {
-        shape[0] = B;
-        shape[1] = C;
-        shape[2] = S;
-        shape[3] = S;
-        if (pndm_npy_save_f32(a.latents_path, latents, 4, shape, &err)) {
-            rc = cli_fail(err.code, "%s", err.msg);
-            goto out_json;
-        }
-        cJSON_AddItemToArray(files, cJSON_CreateString(a.latents_path));
-        n_written++;
-        STOP_IF_SIGNALLED(n_written, total_files);
-    }
-    if (out_npy) {
-        shape[0] = B;
-        shape[1] = S;
-        shape[2] = S;
-        shape[3] = C;
-        if (pndm_npy_save_f32(a.output, images, 4, shape, &err)) {
-            rc = cli_fail(err.code, "%s", err.msg);
-            goto out_json;
-        }
-        cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
-    } else if (a.grid || B == 1) {
-        int cols = 1;
-        while (cols * cols < B) cols++;
-        int rows = (B + cols - 1) / cols;
-        int gw = cols * S, gh = rows * S;
-        uint8_t *g = B == 1 ? pix : calloc((size_t)gw * gh * C, 1);
-        if (!g) {
-            rc = cli_fail(PNDM_ERR_NOMEM, "cannot allocate the grid image");
-            goto out_json;
-        }
-        if (B > 1)
-            for (int b = 0; b < B; b++)
-                for (int y = 0; y < S; y++)
-                    memcpy(g + (((size_t)(b / cols) * S + y) * gw + (size_t)(b % cols) * S) * C,
-                           pix + ((size_t)b * S + y) * S * C, (size_t)S * C);
-        char params[1024], seedbuf[32];
-        png_params(&a, model_path, sched_desc, a.seed, B == 1 ? 0 : -1, params, sizeof params);
-        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.seed);
-        pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
-        rc = write_png(a.output, g, gw, gh, C, text, 3);
-        if (g != pix) free(g);
-        if (rc) goto out_json;
-        cJSON_AddItemToArray(files, cJSON_CreateString(a.output));
-    } else {
-        for (int b = 0; b < B; b++) {
-            char path[PATH_MAX], params[1024], seedbuf[32];
-            if (pk > 0)
-                expand_pattern(a.output, b, path, sizeof path);
-            else
-                numbered_name(a.output, b, path, sizeof path);
-            png_params(&a, model_path, sched_desc, a.seed, b, params, sizeof params);
-            snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.per_image ? a.seed + (uint64_t)b : a.seed);
-            pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
-            rc = write_png(path, pix + (size_t)b * S * S * C, S, S, C, text, 3);
-            if (rc) goto out_json;
-            cJSON_AddItemToArray(files, cJSON_CreateString(path));
-            n_written++;
-            if (b + 1 < B) STOP_IF_SIGNALLED(n_written, total_files);
-        }
-    }
-
-    int calls = p.steps + (sched.skip_prk_steps ? 1 : 9);
-    pndm_sampler *smp = NULL;
-    if (pndm_sampler_create_pndm(&sched, p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
-    pndm_sampler_free(smp);
-    if (!g_quiet)
-        fprintf(stderr,
-                "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n", B,
-                B == 1 ? "" : "s", t_gen, calls, t_gen / calls, B / t_gen, a.seed);
-    if (a.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddItemToObject(j, "files", files);
-        files = NULL;
-        cJSON_AddStringToObject(j, "model", model_path);
-        char seedbuf[32];
-        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.seed);
-        cJSON_AddRawToObject(j, "seed", seedbuf);
-        cJSON *seeds = cJSON_CreateArray();
-        for (int b = 0; b < B; b++) {
-            snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, a.per_image ? a.seed + (uint64_t)b : a.seed);
-            cJSON_AddItemToArray(seeds, cJSON_CreateRaw(seedbuf));
-        }
-        cJSON_AddItemToObject(j, "image_seeds", seeds);
-        cJSON_AddBoolToObject(j, "per_image_seeds", a.per_image);
-        cJSON_AddNumberToObject(j, "steps", p.steps);
-        cJSON_AddNumberToObject(j, "unet_calls", calls);
-        cJSON_AddNumberToObject(j, "batch", B);
-        cJSON_AddNumberToObject(j, "threads", p.n_threads);
-        cJSON_AddStringToObject(j, "scheduler", sched_desc);
-        cJSON *tm = cJSON_CreateObject();
-        cJSON_AddNumberToObject(tm, "load_s", t_load);
-        cJSON_AddNumberToObject(tm, "generate_s", t_gen);
-        cJSON_AddNumberToObject(tm, "s_per_unet_call", t_gen / calls);
-        cJSON_AddNumberToObject(tm, "images_per_s", B / t_gen);
-        cJSON_AddItemToObject(j, "timings", tm);
-        char *s = cJSON_Print(j);
-        if (s) {
-            puts(s);
-            free(s);
-        }
-        cJSON_Delete(j);
-    } else {
-        for (int k = 0; k < cJSON_GetArraySize(files); k++) puts(cJSON_GetArrayItem(files, k)->valuestring);
-    }
-    rc = 0;
-out_json:
-    cJSON_Delete(files);
-out_buf:
-    free(latents);
-    free(noise);
-    free(images);
-    free(pix);
-out_sched:
-    pndm_scheduler_config_free(&sched);
-    pndm_model_free(model);
+    if (r.a.info_path) return do_info(r.a.info_path);
+    rc = stage_plan_outputs(&r);
+    if (!rc) rc = stage_load(&r);
+    if (!rc) rc = stage_generate(&r);
+    if (!rc) rc = stage_write(&r);
+    if (!rc) rc = stage_report(&r);
+    run_free(&r);
     if (rc == 0 && g_signal) rc = signal_exit();
     return rc;
 }

@@ -181,14 +181,6 @@ static int run(const cli_args *a) {
         goto done;
     }
     double t2 = cli_now_s();
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(y[i])) {
-            rc = cli_fail(PNDM_ERR_MODEL,
-                          "%s: the model produced a non-finite value (NaN/Inf) at output element %zu: "
-                          "its weights contain NaN/Inf or overflow float32; nothing written",
-                          a->model, i);
-            goto done;
-        }
     const int64_t shape[4] = {B, C_out, H, W};
     /* SIGINT / SIGTERM / SIGHUP wait until the output is in place (or its temporary file is
      * removed), then act as usual: an interrupt never leaves a temporary file behind */

@@ -33,6 +33,7 @@
 #ifndef PNDM_H
 #define PNDM_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -188,7 +189,9 @@ const char *pndm_default_model_path(void);
 
 /* One UNet forward. x: (B, C_in, H, W); t: B timesteps (one per element; pass the same value B
  * times for a shared one); out: (B, C_out, H, W). n_threads <= 0: the default (physical cores).
- * H and W must be divisible by 2^(levels-1). */
+ * H and W must be divisible by 2^(levels-1). An output holding NaN or Inf (weights that overflow
+ * float32, or NaN inputs) is refused with PNDM_ERR_MODEL naming the image, so neither this call
+ * nor pndm_generate ever returns non-finite results. */
 pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t, float *out,
                               int n_threads, pndm_error *err);
 
@@ -217,7 +220,9 @@ typedef struct pndm_gen_params {
     const pndm_scheduler_config *scheduler; /* NULL: the model's */
     pndm_progress_fn progress;              /* called after each UNet call (may be NULL) */
     void *progress_user;
-    volatile int *cancel; /* if non-NULL and set non-zero, stop with PNDM_ERR_INTERRUPTED */
+    /* If non-NULL: checked before every model call; non-zero stops the run with
+     * PNDM_ERR_INTERRUPTED. A signal handler may set it (sig_atomic_t). */
+    const volatile sig_atomic_t *cancel;
 } pndm_gen_params;
 
 pndm_gen_params pndm_gen_default_params(void);

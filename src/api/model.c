@@ -367,6 +367,21 @@ size_t model_workspace_estimate(const pndm_model *m, int B, int H, int W) {
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
+/* NaN/Inf weights (or finite weights that overflow float32) give non-finite outputs, which
+ * would end up as black pixels: the one place they are refused. */
+static pndm_status model_check_finite(const float *out, int B, size_t per_image, pndm_error *err) {
+    for (int b = 0; b < B; b++) {
+        const float *o = out + (size_t)b * per_image;
+        for (size_t i = 0; i < per_image; i++)
+            if (!isfinite(o[i]))
+                return core_fail(err, PNDM_ERR_MODEL,
+                                 "the model produced non-finite values (NaN/Inf) in image %d (element %zu): its "
+                                 "weights contain NaN/Inf or overflow float32",
+                                 b, i);
+    }
+    return PNDM_OK;
+}
+
 pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H, int W, const float *t, float *out,
                               int n_threads, pndm_error *err) {
     if (!m || !x || !t || !out) return core_fail(err, PNDM_ERR_USAGE, "pndm_unet_forward: NULL argument");
@@ -397,6 +412,7 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
                          : core_fail(err, PNDM_ERR_NOMEM, "UNet forward: out of memory");
     if (cached) pthread_mutex_unlock(&mm->ctx_mu);
     unet_ctx_free(own);
+    if (!st) st = model_check_finite(out, B, (size_t)c->out_channels * (size_t)H * (size_t)W, err);
     if (st && err) core_fail_prefix(err, "%s", m->path);
     return st;
 }
