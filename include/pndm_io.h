@@ -59,6 +59,9 @@ pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
 pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels, int *width, int *height,
                             int *channels, pndm_error *err);
 
+/* SHA-256 of a buffer as 64 lowercase hex digits + NUL (content hashes of outputs and weights). */
+void pndm_sha256_hex(const void *data, size_t size, char hex[65]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
 #include "pndm_io.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,3 +103,5 @@ pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t si
     free(tmp);
     return PNDM_OK;
 }
+
+void pndm_sha256_hex(const void *data, size_t size, char hex[65]) { sha256_hex(data, size, hex); }
