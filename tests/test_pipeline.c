@@ -1,8 +1,14 @@
 // ctest-label: unit
+// ctest-variant: slow slow --slow
 /* End-to-end PNDMPipeline parity against diffusers (tests/data/pipeline, copied from the golden
  * set): noise bit-exact, timesteps exact, final latents within 1e-5*max|ref|, images within 1e-3
  * (stand-in cases 1e-5), PNG pixels within one level on >= 99.9% of pixels.
- * Also: determinism across thread counts and batch splits. */
+ * Also: determinism across thread counts and batch splits.
+ *
+ * Without arguments (ctest label `unit`) it runs the quick cases (10 steps on c_gray and the
+ * stand-in, a_dummy with skip_prk_steps at batch 1) and the determinism checks; `--slow`
+ * (test_pipeline_slow, label `slow`) runs the others (50 steps; a_dummy, 3x32x32, with PRK or at
+ * batch 4); `--all` runs everything. Every case is in exactly one of the two subsets. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "pndm.h"
@@ -261,15 +267,34 @@ static void determinism(void) {
     pndm_model_free(m);
 }
 
-int main(void) {
-    static const char *cases[] = {
-        "standin_default_s20_b2",  "standin_skip_prk_s10_b1", "a_dummy_default_s10_b1",  "a_dummy_default_s10_b4",
-        "a_dummy_default_s50_b1",  "a_dummy_default_s50_b4",  "a_dummy_skip_prk_s10_b1", "a_dummy_skip_prk_s10_b4",
-        "a_dummy_skip_prk_s50_b1", "a_dummy_skip_prk_s50_b4", "c_gray_default_s10_b1",   "c_gray_default_s10_b4",
-        "c_gray_default_s50_b1",   "c_gray_default_s50_b4",   "c_gray_listgen_s10_b3",   "c_gray_skip_prk_s10_b1",
-        "c_gray_skip_prk_s10_b4",  "c_gray_skip_prk_s50_b1",  "c_gray_skip_prk_s50_b4",
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
-    determinism();
+typedef struct {
+    const char *name;
+    int slow; /* in the --slow subset */
+} pcase;
+
+static const pcase cases[] = {
+    {"standin_default_s20_b2", 0},  {"standin_skip_prk_s10_b1", 0}, {"a_dummy_default_s10_b1", 1},
+    {"a_dummy_default_s10_b4", 1},  {"a_dummy_default_s50_b1", 1},  {"a_dummy_default_s50_b4", 1},
+    {"a_dummy_skip_prk_s10_b1", 0}, {"a_dummy_skip_prk_s10_b4", 1}, {"a_dummy_skip_prk_s50_b1", 1},
+    {"a_dummy_skip_prk_s50_b4", 1}, {"c_gray_default_s10_b1", 0},   {"c_gray_default_s10_b4", 0},
+    {"c_gray_default_s50_b1", 1},   {"c_gray_default_s50_b4", 1},   {"c_gray_listgen_s10_b3", 0},
+    {"c_gray_skip_prk_s10_b1", 0},  {"c_gray_skip_prk_s10_b4", 0},  {"c_gray_skip_prk_s50_b1", 1},
+    {"c_gray_skip_prk_s50_b4", 1},
+};
+
+int main(int argc, char **argv) {
+    int quick = 1, slow = 0;
+    if (argc == 2 && strcmp(argv[1], "--slow") == 0) {
+        quick = 0;
+        slow = 1;
+    } else if (argc == 2 && strcmp(argv[1], "--all") == 0) {
+        slow = 1;
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [--slow | --all]\n", argv[0]);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (cases[i].slow ? slow : quick) run_case(cases[i].name);
+    if (quick) determinism();
     return TEST_SUMMARY();
 }
