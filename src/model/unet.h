@@ -144,7 +144,9 @@ void unet_ctx_free(unet_ctx *ctx);
  * bounds the activation memory (results do not depend on it). */
 #define UNET_MICRO_BATCH 4
 
-/* Bytes of arena a forward of (B, H, W) with n_threads threads uses; SIZE_MAX on overflow. */
+/* Bytes of arena a forward of (B, H, W) with n_threads threads uses (the forward's own measure
+ * pass, see unet_forward.c; the net must be bound); SIZE_MAX on overflow or sizes the forward
+ * refuses. */
 size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_threads);
 
 /* x (B, C_in, H, W), t (B) -> out (B, C_out, H, W). Arguments must already be checked
