@@ -218,17 +218,17 @@ static void tap(const fwd *f, const char *name, const float *d, size_t per_image
 }
 
 /* y = (conv(x) + bias [+ per-image bias] [+ res]) / div */
-static void conv(const fwd *f, const op_conv_w *cw, const float *x, int H, int W, const float *img_bias,
+static void conv(const fwd *f, const unet_conv *cv, const float *x, int H, int W, const float *img_bias,
                  size_t ib_stride, const float *res, float div, float *y) {
-    if (f->measuring) {
+    if (f->measuring) { /* the geometry from unet_build: a net need not be bound to be measured */
         size_t ws, sh;
-        op_conv2d_ws(&cw->g, H, W, &ws, &sh);
+        op_conv2d_ws(&cv->g, H, W, &ws, &sh);
         f->L->ws = sz_max(f->L->ws, ws);
         f->L->shared = sz_max(f->L->shared, sh);
         return;
     }
     op_conv_epi e = {img_bias, ib_stride, res, div};
-    op_conv2d(&f->ops, cw, x, f->B, H, W, &e, y);
+    op_conv2d(&f->ops, &cv->pk, x, f->B, H, W, &e, y);
 }
 
 /* GroupNorm [FiLM: * (1 + scale) + shift, rows of ss_stride] [SiLU]: x (B, C, HW) -> y */
@@ -328,13 +328,13 @@ static void resnet_fwd(fwd *f, const unet_resnet *r, const float *x, int *H, int
     float *c1 = buf(f, BUF_T3, r->cout, H2, W2); // (B, cout, H2, W2)
     if (r->scale_shift) {
         /* norm2(conv1(h)) * (1 + scale) + shift, scale/shift = chunk(temb, 2, dim=1) */
-        conv(f, &r->conv1.pk, hr, H2, W2, NULL, 0, NULL, 1.0f, c1);
+        conv(f, &r->conv1, hr, H2, W2, NULL, 0, NULL, 1.0f, c1);
         float *h2 = buf(f, BUF_T0, r->cout, H2, W2);
         norm_film(f, &r->norm2, c1, HW, tp, tp + r->cout, (size_t)2 * r->cout, 1, h2);
         hr = h2;
     } else {
         /* norm2(conv1(h) + temb[:, :, None, None]) */
-        conv(f, &r->conv1.pk, hr, H2, W2, tp, (size_t)r->cout, NULL, 1.0f, c1);
+        conv(f, &r->conv1, hr, H2, W2, tp, (size_t)r->cout, NULL, 1.0f, c1);
         float *h2 = buf(f, BUF_T0, r->cout, H2, W2);
         norm(f, &r->norm2, c1, HW, 1, h2);
         hr = h2;
@@ -342,10 +342,10 @@ static void resnet_fwd(fwd *f, const unet_resnet *r, const float *x, int *H, int
     const float *sc = xr; // (B, cout, H2, W2)
     if (r->has_shortcut) {
         float *dst = xr == f->buf[BUF_T1] ? buf(f, BUF_T2, r->cout, H2, W2) : buf(f, BUF_T1, r->cout, H2, W2);
-        conv(f, &r->shortcut.pk, xr, H2, W2, NULL, 0, NULL, 1.0f, dst);
+        conv(f, &r->shortcut, xr, H2, W2, NULL, 0, NULL, 1.0f, dst);
         sc = dst;
     }
-    conv(f, &r->conv2.pk, hr, H2, W2, NULL, 0, sc, r->out_scale, out); // (input + conv2(h)) / scale
+    conv(f, &r->conv2, hr, H2, W2, NULL, 0, sc, r->out_scale, out); // (input + conv2(h)) / scale
     *H = H2;
     *W = W2;
 }
@@ -390,7 +390,7 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
     case UNET_SAMPLER_NONE: break;
     case UNET_SAMPLER_CONV: {
         float *dst = stack_push(f, blk->cout, *H / 2, *W / 2);
-        conv(f, &blk->conv.pk, h, *H, *W, NULL, 0, NULL, 1.0f, dst);
+        conv(f, &blk->conv, h, *H, *W, NULL, 0, NULL, 1.0f, dst);
         *H /= 2;
         *W /= 2;
         h = dst;
@@ -411,7 +411,7 @@ static const float *down_fwd(fwd *f, int i, const float *h, int *H, int *W, cons
         resample(f, UNET_RS_FIR_DOWN, *skip, 3, Hs, Ws, sk);
         *skip = sk;
         float *dst = stack_push(f, blk->cout, *H, *W);
-        conv(f, &blk->skip_conv.pk, sk, *H, *W, NULL, 0, tmp, 1.0f, dst);
+        conv(f, &blk->skip_conv, sk, *H, *W, NULL, 0, tmp, 1.0f, dst);
         h = dst;
         break;
     }
@@ -460,7 +460,7 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
         *H *= 2;
         *W *= 2;
         float *dst = hidden(f, h, C, *H, *W);
-        conv(f, &blk->conv.pk, up, *H, *W, NULL, 0, NULL, 1.0f, dst);
+        conv(f, &blk->conv, up, *H, *W, NULL, 0, NULL, 1.0f, dst);
         h = dst;
         break;
     }
@@ -475,7 +475,7 @@ static const float *up_fwd(fwd *f, int i, const float *h, int *H, int *W, float 
         float *n = buf(f, BUF_T0, C, *H, *W);
         norm(f, &blk->skip_norm, h, *H * *W, 1, n);
         float *dst = *skip ? other_sk(f, *skip, *H, *W) : buf(f, BUF_SK0, 3, *H, *W); // (B, 3, H, W)
-        conv(f, &blk->skip_conv.pk, n, *H, *W, NULL, 0, *skip, 1.0f, dst);
+        conv(f, &blk->skip_conv, n, *H, *W, NULL, 0, *skip, 1.0f, dst);
         *skip = dst;
         float *hd = hidden(f, h, C, 2 * *H, 2 * *W);
         resnet_fwd(f, &blk->rs, h, H, W, hd);
@@ -520,7 +520,7 @@ static void forward_pass(fwd *f, const float *x, int B, int H, int W, const floa
     const float *skip_down = xin; // skip_sample = sample
     int h_ = H, w_ = W;
     float *h0 = stack_push(f, c->block_out_channels[0], H, W);
-    conv(f, &net->conv_in.pk, xin, H, W, NULL, 0, NULL, 1.0f, h0);
+    conv(f, &net->conv_in, xin, H, W, NULL, 0, NULL, 1.0f, h0);
     const float *h = h0;
     char name[32];
     for (int i = 0; i < c->n_levels; i++) {
@@ -555,7 +555,7 @@ static void forward_pass(fwd *f, const float *x, int B, int H, int W, const floa
     /* 6. post-process: conv_out(silu(conv_norm_out(h))) [+ skip] [/ t] */
     float *n = buf(f, BUF_T0, c->block_out_channels[0], H, W);
     norm(f, &net->norm_out, h, (int)HW, 1, n);
-    conv(f, &net->conv_out.pk, n, H, W, NULL, 0, skip_up, 1.0f, out); // (B, C_out, H, W)
+    conv(f, &net->conv_out, n, H, W, NULL, 0, skip_up, 1.0f, out); // (B, C_out, H, W)
     if (c->time_fourier) divide_by_t(f, out, (size_t)c->out_channels * HW, t);
 }
 
