@@ -3,6 +3,7 @@
 #include "tensors.h"
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +21,14 @@ static const struct {
     [TT_F16] = {"F16", 2},
     [TT_BF16] = {"BF16", 2},
 };
+
+void tt_format_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
+    if (size == 0) return;
+    size_t o = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < size) snprintf(buf + o, size - o, "]");
+}
 
 const char *tt_dtype_name(tt_dtype d) { return tt_dtypes[d].name; }
 size_t tt_dtype_size(tt_dtype d) { return tt_dtypes[d].size; }

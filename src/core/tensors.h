@@ -74,6 +74,8 @@ const tt_tensor *tt_find(const tt_table *t, const char *name);
 const char *tt_meta(const tt_table *t, const char *key);
 
 const char *tt_dtype_name(tt_dtype d); /* "F32", "F16", "BF16" */
+/* "[4, 3, 3, 3]" (ndim 0: "[]"), truncated to fit size bytes; for messages. */
+void tt_format_shape(char *buf, size_t size, int ndim, const int64_t *shape);
 size_t tt_dtype_size(tt_dtype d);
 
 /* Tensor data as float32. F32 and 4-byte aligned: *out points at the data and *owned = 0;

@@ -386,13 +386,6 @@ fail:
 /* ============================================================================================ */
 /* Binding                                                                                      */
 
-static void fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
-    size_t o = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < size) snprintf(buf + o, size - o, "]");
-}
-
 static int cmp_param_name(const void *a, const void *b) {
     return strcmp((*(const unet_param *const *)a)->name, (*(const unet_param *const *)b)->name);
 }
@@ -468,13 +461,13 @@ pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
         const unet_param *p = &net->params[i];
         const tt_tensor *t = tt_find(f, p->name);
         char want[96], got[160];
-        fmt_shape(want, sizeof want, p->ndim, p->shape);
+        tt_format_shape(want, sizeof want, p->ndim, p->shape);
         if (!t)
             return core_fail(err, PNDM_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s)", src, p->name, want);
         int same = t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
         if (!same) {
-            fmt_shape(got, sizeof got, t->ndim, t->shape);
+            tt_format_shape(got, sizeof got, t->ndim, t->shape);
             return core_fail(err, PNDM_ERR_MODEL, "%s: tensor '%s': got %s, expected %s", src, p->name, got, want);
         }
     }
