@@ -1,4 +1,4 @@
-// ctest-label: unit
+// ctest-label: unit;threads
 /* Each UNet kernel (src/ops.c, conv.c, gemm.c) against a naive double-precision reference, plus
  * the determinism contract: same bytes for any thread count, image b independent of the batch.
  * The convolutions and attention run on every GEMM path the CPU has (avx512, avx2, generic),

@@ -1,4 +1,4 @@
-// ctest-label: unit
+// ctest-label: unit;threads
 // ctest-variant: slow slow --slow
 /* End-to-end PNDMPipeline parity against diffusers (tests/data/pipeline, copied from the golden
  * set): noise bit-exact, timesteps exact, final latents within 1e-5*max|ref|, images within 1e-3

@@ -1,4 +1,4 @@
-// ctest-label: unit
+// ctest-label: unit;threads
 /* UNet2DModel parity against diffusers 0.30.3 (tests/data/unet/<case>, copied from the golden
  * set), determinism (thread count, batch size), the tap, the four load layouts, F16 weights,
  * and the loader's rejection messages. */

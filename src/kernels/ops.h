@@ -16,8 +16,10 @@
 /* For the kernels of ops.c and conv.c: plain C loops that the compiler vectorises, cloned for
  * AVX-512, AVX2 and the baseline; every clone gives the same bytes (ISO C mode: no contraction
  * into FMAs; no reassociation). GCC on x86-64 only: clang's target_clones needs ifunc support
- * and other compilers or targets lack it, so they build the baseline loops alone (same bytes). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * and other compilers or targets lack it, so they build the baseline loops alone (same bytes).
+ * Not under ThreadSanitizer either: the clones' ifunc resolvers run during relocation, before
+ * the TSan runtime is up, and GCC instruments them (the program crashes at start). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define OPS_CLONES
