@@ -179,6 +179,11 @@ int pndm_model_out_channels(const pndm_model *m);
 int pndm_model_sample_size(const pndm_model *m);
 size_t pndm_model_param_count(const pndm_model *m);
 const char *pndm_model_path(const pndm_model *m);
+/* The weights' identity: SHA-256 (64 lowercase hex digits) of the tensors in name order (name,
+ * dtype, shape, data), computed once at load in the same pass as the NaN/Inf scan. It does not
+ * depend on the file format, the layout (single file, model or pipeline folder), the path or
+ * the tensor order in the file: the same weights give the same id (F16 and F32 copies differ). */
+const char *pndm_model_sha256(const pndm_model *m);
 /* The scheduler config stored with the model (diffusers' PNDMScheduler defaults if none was
  * stored), parsed into *cfg (free with pndm_scheduler_config_free). */
 pndm_status pndm_model_get_scheduler_config(const pndm_model *m, pndm_scheduler_config *cfg, pndm_error *err);
