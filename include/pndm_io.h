@@ -14,6 +14,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Everything declared here is the library's interface: visible from libpndm.so, which is built
+ * with hidden visibility for all else (internal names never leak to a program or an FFI). */
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility push(default)
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* Files. Writers write to memory; pndm_write_file_atomic puts bytes on disk under a temporary */
@@ -86,6 +91,9 @@ pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, ui
 /* SHA-256 of a buffer as 64 lowercase hex digits + NUL (content hashes of outputs and weights). */
 void pndm_sha256_hex(const void *data, size_t size, char hex[65]);
 
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
