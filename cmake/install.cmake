@@ -58,3 +58,4 @@ configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/pndmConfig.cmake.in ${CM
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/pndmConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_BINARY_DIR}/pndmConfig.cmake ${CMAKE_BINARY_DIR}/pndmConfigVersion.cmake
         DESTINATION ${PNDM_CMAKE_DIR} COMPONENT pndm_dev)
+
