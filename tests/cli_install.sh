@@ -107,5 +107,29 @@ cmake_app "find_package, static only" "$T/static" 0
 "$T/full/bin/pndm-gen" --version >"$T/app/v" 2>&1 && grep -q "^pndm-gen [0-9]" "$T/app/v" && ok || bad "installed pndm-gen --version"
 "$T/full/bin/pndm-unet" --version >"$T/app/v" 2>&1 && grep -q "^pndm-unet [0-9]" "$T/app/v" && ok || bad "installed pndm-unet --version"
 
+for f in share/man/man1/pndm-gen.1 share/man/man1/pndm-unet.1 share/bash-completion/completions/pndm-gen \
+         share/bash-completion/completions/pndm-unet; do
+  [ -s "$T/full/$f" ] && ok || bad "not installed: $f"
+done
+if command -v man >/dev/null; then
+  MANPATH="$T/full/share/man" man -P cat pndm-gen 2>/dev/null | grep -q -- "--reproduce" && ok || bad "man pndm-gen (installed) does not show --reproduce"
+fi
+bash -c "source '$T/full/share/bash-completion/completions/pndm-unet' && complete -p pndm-unet" >/dev/null 2>&1 && ok \
+  || bad "the installed pndm-unet completion does not load"
+# the installed pndm-gen and the build tree's make the same image, byte for byte with
+# --metadata minimal, and equal pixels (--compare) with the default full metadata
+mkdir -p "$T/gold" "$T/inst"
+"$BUILD/pndm-gen" -m "$MODEL" -n 6 -b 2 -s 5 -q --metadata minimal -o "$T/gold/g_%d.png" >/dev/null || bad "build-tree run"
+"$T/full/bin/pndm-gen" -m "$MODEL" -n 6 -b 2 -s 5 -q --metadata minimal -o "$T/inst/g_%d.png" >/dev/null || bad "installed run"
+cmp -s "$T/gold/g_1.png" "$T/inst/g_1.png" && ok || bad "installed pndm-gen: not byte-identical with --metadata minimal"
+rm "$T/inst"/*.png
+"$T/full/bin/pndm-gen" -m "$MODEL" -n 6 -b 2 -s 5 -q -o "$T/inst/g_%d.png" >/dev/null || bad "installed run (full)"
+"$T/full/bin/pndm-gen" --compare "$T/inst" "$T/gold" >"$T/app/cmp" 2>&1 && ok || bad "installed vs build tree: $(cat "$T/app/cmp")"
+# the installed copy finds its bundled model under <prefix>/share/pndm, wherever the prefix is
+if [ -e "$T/full/share/pndm/fashion_mnist.safetensors" ]; then
+  env -u PNDM_MODEL "$T/full/bin/pndm-gen" -n 1 --skip-prk-steps -s 1 -v -o "$T/inst/def.png" 2>"$T/app/def" >/dev/null
+  grep -q "model $T/full/share/pndm/fashion_mnist.safetensors" "$T/app/def" && ok || bad "installed default model: $(head -2 "$T/app/def")"
+fi
+
 echo "cli_install: $pass passed, $fail failed"
 [ $fail = 0 ]
