@@ -627,6 +627,8 @@ static int stage_reproduce_read(gen_run *r) {
                  base, dot ? dot : ".png");
         a->output = r->repro_out;
     }
+    if (!strcmp(a->output, "-"))
+        return cli_usage_error("--reproduce compares its output with %s: give -o FILE, not -", file);
     if (strcmp(ext_of(a->output), ext_of(r->repro_source)))
         return cli_usage_error("--reproduce: -o '%s' must have the extension of %s", a->output, r->repro_source);
     return 0;
