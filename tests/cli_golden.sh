@@ -136,11 +136,11 @@ expect 0 "0 different, 0 missing" "full-metadata outputs vs minimal goldens: sam
 cd "$T/a"
 kp=$("$GEN" -m "$TINY" -n 1 --skip-prk-steps -s 1 -v -o kp.png 2>&1 | sed -n 's/.*kernels \([a-z0-9]*\);.*/\1/p')
 if [ "$kp" != generic ]; then
-  "$GEN" -m "$GRAY" -n 20 -b 8 -s 3 -q -o 'kd_%d.png' >/dev/null && "$GEN" -m "$GRAY" -n 20 -b 8 -s 3 -q -o kd.npy >/dev/null
-  PNDM_KERNEL=generic "$GEN" -m "$GRAY" -n 20 -b 8 -s 3 -q -o 'kg_%d.png' >/dev/null && \
-    PNDM_KERNEL=generic "$GEN" -m "$GRAY" -n 20 -b 8 -s 3 -q -o kg.npy >/dev/null
+  "$GEN" -m "$GRAY" -n 10 -b 4 -s 3 -q -o 'kd_%d.png' >/dev/null && "$GEN" -m "$GRAY" -n 10 -b 4 -s 3 -q -o kd.npy >/dev/null
+  PNDM_KERNEL=generic "$GEN" -m "$GRAY" -n 10 -b 4 -s 3 -q -o 'kg_%d.png' >/dev/null && \
+    PNDM_KERNEL=generic "$GEN" -m "$GRAY" -n 10 -b 4 -s 3 -q -o kg.npy >/dev/null
   mkdir -p kd kg && mv kd_*.png kd/ && mv kg_*.png kg/ && for f in kg/kg_*.png; do mv "$f" "kg/kd_${f#kg/kg_}"; done
-  expect 0 "8 files" "PNG across kernel paths ($kp vs generic), --tolerance 1" -- "$GEN" --compare kg kd --tolerance 1
+  expect 0 "4 files" "PNG across kernel paths ($kp vs generic), --tolerance 1" -- "$GEN" --compare kg kd --tolerance 1
   expect 0 "same|within" ".npy across kernel paths, --tolerance 1e-4" -- "$GEN" --compare kg.npy kd.npy --tolerance 1e-4
   grep -q "values" "$T/out" && ok || bad ".npy across paths: report"
   # the record's kernel differs (full metadata), the model id does not
