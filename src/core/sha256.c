@@ -90,14 +90,16 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni(uint32_
 }
 
 static int sha256_cpu_has_ni(void) {
-    static int known = -1; /* a benign race: every thread computes the same value */
-    if (known < 0) {
+    /* computed once; threads that race here compute the same value (atomics: no data race) */
+    static int known = -1;
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
         unsigned a, b, c, d;
-        int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1);          /* SHA */
-        ok = ok && __get_cpuid(1, &a, &b, &c, &d) && (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
-        known = ok;
+        k = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1);             /* SHA */
+        k = k && __get_cpuid(1, &a, &b, &c, &d) && (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
     }
-    return known;
+    return k;
 }
 #endif
 
