@@ -68,24 +68,12 @@ void op_conv_free(op_conv_w *cw) {
 }
 
 /* ---- path choice and workspace ------------------------------------------------------------ */
-static int wino_enabled = -1; /* -1: not read yet; PNDM_WINOGRAD=0 disables */
-
-void op_conv_set_winograd(int on) { wino_enabled = on ? 1 : 0; }
-
-static int wino_on(void) {
-    if (wino_enabled < 0) {
-        const char *e = getenv("PNDM_WINOGRAD");
-        wino_enabled = !(e && strcmp(e, "0") == 0);
-    }
-    return wino_enabled;
-}
-
 /* Winograd output tile for a 3x3 / stride 1 / padding 1 convolution with >= 16 channels in and
  * out on (H, W) images: 4 when an image has >= 16 tiles of 4x4, else 2 when it has >= 16 of 2x2,
  * else 0 (direct). The image size alone decides, so every image of a batch takes the same path. */
-static int wino_tile(const op_conv_geom *g, int H, int W) {
-    if (!wino_on() || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 || g->pad_r != 1 ||
-        g->cin < 16 || g->cout < 16)
+static int wino_tile(const op_kernels *k, const op_conv_geom *g, int H, int W) {
+    if (!k->winograd || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 ||
+        g->pad_r != 1 || g->cin < 16 || g->cout < 16)
         return 0;
     if (((H + 3) / 4) * ((W + 3) / 4) >= 16) return 4;
     if (((H + 1) / 2) * ((W + 1) / 2) >= 16) return 2;
@@ -108,9 +96,9 @@ static int conv_kc(int K) {
     return nb > 0 ? (K + nb - 1) / nb : 1;
 }
 
-void op_conv2d_ws(const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared) {
+void op_conv2d_ws(const op_kernels *k, const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared) {
     const size_t cin = (size_t)(g->cin > 0 ? g->cin : 0);
-    const int m = wino_tile(g, H, W);
+    const int m = wino_tile(k, g, H, W);
     if (m) {
         const size_t X = (size_t)(m + 2) * (size_t)(m + 2), ns = (size_t)wino_ns((int)X, g->cin);
         *per_thread = X * WINO_GROUP * WINO_KB * 16 + X * WINO_GROUP * 16 * ns * 16;
@@ -299,7 +287,7 @@ static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, i
     j.n_groups = (cw->panels + CONV_GROUP - 1) / CONV_GROUP;
     j.in_place = conv_in_place(g, j.P);
     j.bp = c->shared;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
     for (j.s0 = 0; j.s0 < j.n_strips; j.s0 += CONV_CHUNK) {
         j.ns = min_i(CONV_CHUNK, j.n_strips - j.s0);
         if (!j.in_place) tp_run(c->pool, (size_t)j.ns * (size_t)j.nkb, conv_pack_task, &j);
@@ -469,7 +457,7 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
 #if CONV_GATHER
     /* gathers need 32-bit offsets: images of the whole input below 2^31 floats */
     const int gather =
-        gemm_path_get() == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
+        j->ctx->k->path == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
     int32_t idx[16];
     uint16_t rows[6] = {0}, cols[6] = {0};
     for (int l = 0; l < 16; l++) {
@@ -654,7 +642,7 @@ static void conv_winograd(const ops_ctx *c, const op_conv_w *cw, int m, const fl
     j.cout = cw->g.cout;
     j.n_cb = (j.cin + WINO_CI_BLOCK - 1) / WINO_CI_BLOCK;
     j.n_groups = (cw->panels + WINO_GROUP - 1) / WINO_GROUP;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
     const int n_strips = (j.T + 15) / 16;
     j.nsmax = wino_ns(j.X, j.cin);
     for (j.strip0 = 0; j.strip0 < n_strips; j.strip0 += j.nsmax) {
@@ -667,7 +655,7 @@ static void conv_winograd(const ops_ctx *c, const op_conv_w *cw, int m, const fl
 void op_conv2d(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W, const op_conv_epi *e,
                float *y) {
     if (B <= 0 || cw->g.cout <= 0) return;
-    const int m = wino_tile(&cw->g, H, W);
+    const int m = wino_tile(c->k, &cw->g, H, W);
     if (m)
         conv_winograd(c, cw, m, x, B, H, W, e, y);
     else

@@ -2,7 +2,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,9 +139,6 @@ GEMM_AVX512 static void tile_avx512(int K, const float *a, size_t lda, const flo
 #endif
 
 /* ---- selection ------------------------------------------------------------------------------ */
-static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
-static gemm_path gemm_cur = GEMM_PATH_GENERIC;
-
 int gemm_path_supported(gemm_path p) {
 #if GEMM_X86
     __builtin_cpu_init();
@@ -157,34 +153,13 @@ int gemm_path_supported(gemm_path p) {
 #endif
 }
 
-static gemm_path gemm_best_below(gemm_path p) {
+gemm_path gemm_path_best(gemm_path p) {
     while (p > GEMM_PATH_GENERIC && !gemm_path_supported(p)) p = (gemm_path)(p - 1);
     return p;
 }
 
-static void gemm_init_once(void) {
-    gemm_path p = GEMM_PATH_AVX512;
-    const char *env = getenv("PNDM_KERNEL");
-    if (env && strcmp(env, "avx2") == 0)
-        p = GEMM_PATH_AVX2;
-    else if (env && strcmp(env, "generic") == 0)
-        p = GEMM_PATH_GENERIC;
-    gemm_cur = gemm_best_below(p);
-}
-
-gemm_path gemm_path_get(void) {
-    pthread_once(&gemm_once, gemm_init_once);
-    return gemm_cur;
-}
-
-gemm_path gemm_path_set(gemm_path p) {
-    pthread_once(&gemm_once, gemm_init_once);
-    gemm_cur = gemm_best_below(p);
-    return gemm_cur;
-}
-
-gemm_tile_fn gemm_tile(void) {
-    switch (gemm_path_get()) {
+gemm_tile_fn gemm_tile_for(gemm_path p) {
+    switch (p) {
 #if GEMM_X86
     case GEMM_PATH_AVX512: return tile_avx512;
     case GEMM_PATH_AVX2: return tile_avx2;

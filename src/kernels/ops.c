@@ -14,7 +14,22 @@
 #define OPS_ATTN_QUERIES 64           /* queries per attention task */
 #define OPS_PLANE_BLOCK 16            /* (image, channel) planes per task for resampling */
 
-const char *ops_kernel_name(void) { return gemm_path_name(gemm_path_get()); }
+void op_kernels_init(op_kernels *k, gemm_path want, op_gemm gemm, int winograd) {
+    k->path = gemm_path_best(want);
+    k->tile = gemm_tile_for(k->path);
+    k->winograd = winograd != 0;
+    if (gemm == OP_GEMM_AUTO) gemm = k->path == GEMM_PATH_GENERIC ? OP_GEMM_BLAS : OP_GEMM_NATIVE;
+    k->blas = gemm == OP_GEMM_BLAS && op_blas_available();
+}
+
+const char *op_kernels_name(const op_kernels *k) {
+    if (!k->blas) return gemm_path_name(k->path);
+    switch (k->path) {
+    case GEMM_PATH_AVX512: return "avx512+openblas";
+    case GEMM_PATH_AVX2: return "avx2+openblas";
+    default: return "generic+openblas";
+    }
+}
 
 int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {
     int span = in + pad_before + pad_after - k;
@@ -451,7 +466,7 @@ void op_attention(const ops_ctx *c, const float *q, const float *k, const float 
     j.scale = scale;
     j.nq = attn_nq(HW);
     j.n_qb = (HW + j.nq - 1) / j.nq;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.pd, attn_pack_task, &j);
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_task, &j);
 }

@@ -345,6 +345,7 @@ void unet_free(unet_net *net) {
 pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source, pndm_error *err) {
     memset(net, 0, sizeof *net);
     net->cfg = *cfg;
+    op_kernels_init(&net->kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
     builder b = {net, source, err, 0, 0, 0};
     const unet_config *c = &net->cfg;
     const int C0 = c->block_out_channels[0], L = c->n_levels;
