@@ -118,7 +118,7 @@ static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, in
     double *ref = malloc(ny * sizeof *ref);
     op_conv_epi e = {epi == 1 ? ib : NULL, (size_t)g.cout, epi ? res : NULL, epi == 2 ? 1.4142135f : 1.0f};
     op_conv_w cw;
-    CHECK(op_conv_init(&cw, &g, w, with_bias ? bias : NULL));
+    CHECK(op_conv_init(&cw, &kern, &g, w, with_bias ? bias : NULL));
     size_t ws, sh;
     op_conv2d_ws(&kern, &g, H, W, &ws, &sh);
     ctx_holder c1, c3;

@@ -1,6 +1,7 @@
 /* Kernels for the UNet (see ops.h for the determinism contract): linear, GroupNorm, pointwise,
  * resampling, attention and time embeddings. Convolutions are in conv.c, GEMM tiles in gemm.c. */
 #define _POSIX_C_SOURCE 200809L
+#include "blas.h"
 #include "gemm.h"
 #include "ops.h"
 
@@ -400,6 +401,25 @@ OPS_CLONES static void softmax_cols(float *s, int rows, int nq, int ld, float sc
     }
 }
 
+/* OpenBLAS, task (image, head, query block): S^T = k_h^T q_h, softmax, o_h = v_h S^T as two
+ * products on the channel-major tensors as they are (no packing) */
+static void attn_blas_task(void *arg, size_t task, int thread) {
+    const attn_job *j = arg;
+    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
+    const size_t b = task / per_img, rem = task % per_img;
+    const size_t h = rem / (size_t)j->n_qb;
+    const int HW = j->HW, d = j->d, nq = j->nq;
+    const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
+    const size_t hoff = h * (size_t)d * (size_t)HW; // head h of image b: (d, HW)
+    const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
+    const float *vh = j->v + b * j->qkv_stride + hoff;
+    float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
+    float *st = j->c->ws[thread]; // S^T (HW, nq)
+    blas_sgemm(1, 0, HW, nqv, d, kh, HW, qh + i0, HW, 0.0f, st, nq);
+    softmax_cols(st, HW, nqv, nq, j->scale);
+    blas_sgemm(0, 0, d, nqv, HW, vh, HW, st, nq, 0.0f, oh + i0, HW);
+}
+
 /* phase 2, task (image, head, query block) */
 static void attn_task(void *arg, size_t task, int thread) {
     const attn_job *j = arg;
@@ -467,6 +487,10 @@ void op_attention(const ops_ctx *c, const float *q, const float *k, const float 
     j.nq = attn_nq(HW);
     j.n_qb = (HW + j.nq - 1) / j.nq;
     j.tile = c->k->tile;
+    if (c->k->blas) {
+        tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_blas_task, &j);
+        return;
+    }
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.pd, attn_pack_task, &j);
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_task, &j);
 }

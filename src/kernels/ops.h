@@ -63,17 +63,20 @@ typedef struct op_conv_geom {
     int pad_t, pad_l, pad_b, pad_r; /* zero padding (asymmetric for Downsample2D padding=0) */
 } op_conv_geom;
 
-/* Weights packed for the GEMM tiles: panels of 16 output channels, (panels, cin*k*k, 16). */
+/* Weights packed for the kernels k they were packed for: for the GEMM tiles, panels of 16 output
+ * channels (panels, cin*k*k, 16); for OpenBLAS (k->blas), the plain (cout, cin*k*k) matrix. */
 typedef struct op_conv_w {
     op_conv_geom g;
     int K;             /* cin * k * k */
     int panels;        /* ceil(cout / 16) */
+    int rowmajor;      /* 1: a is (cout, K) (OpenBLAS); 0: panels */
     float *a;          /* owned, 64-byte aligned */
     const float *bias; /* (cout) or NULL, not owned */
 } op_conv_w;
 
-/* Pack w (cout, cin, k, k); bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
-int op_conv_init(op_conv_w *cw, const op_conv_geom *g, const float *w, const float *bias);
+/* Pack w (cout, cin, k, k) for the kernels k (op_conv2d must then run with the same k->blas);
+ * bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
+int op_conv_init(op_conv_w *cw, const op_kernels *k, const op_conv_geom *g, const float *w, const float *bias);
 void op_conv_free(op_conv_w *cw);
 
 /* Output size of a convolution along one axis. */
