@@ -1,11 +1,13 @@
 /* cli.h - what pndm-gen and pndm-unet share: one option table drives parsing and --help,
  * one-line errors prefixed with the program's name, strict number parsing.
- * Uses only the C library (the executables reach pndm through include/pndm.h alone). */
+ * Uses the C library and include/pndm.h (the executables reach pndm through include/ alone). */
 #ifndef PNDM_CLI_H
 #define PNDM_CLI_H
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "pndm.h"
 
 typedef struct {
     int id;
@@ -38,5 +40,19 @@ int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_double(const char *s, double *out); /* finite values only */
 
 double cli_now_s(void); /* monotonic seconds */
+
+/* The kernel choices of pndm_model_params from --kernel / --gemm values (NULL: not given) and
+ * the environment: PNDM_KERNEL=avx512|avx2|generic caps the ISA path (other values: the best),
+ * PNDM_WINOGRAD=0 turns Winograd off; a flag overrides PNDM_KERNEL. The only place the
+ * environment selects kernels. 0, or 2 after a usage error. */
+int cli_kernel_params(const char *kernel, const char *gemm, pndm_model_params *p);
+/* The help text of the options and variables above, for --help. */
+#define CLI_KERNEL_HELP                                                                                                \
+    "kernels: --kernel caps the ISA path of the own kernels (auto = the best the CPU has); --gemm\n"                   \
+    "  picks the matrix-product backend: native (own tiles), openblas (single-threaded OpenBLAS on\n"                  \
+    "  pndm's blocks; builds with PNDM_BLAS), auto (native on CPUs with AVX2 or AVX-512, else\n"                       \
+    "  OpenBLAS when built in). Output is byte-identical for any --threads on one choice.\n"                           \
+    "environment: PNDM_KERNEL=avx512|avx2|generic (as --kernel), PNDM_WINOGRAD=0 (direct 3x3\n"                        \
+    "  convolutions only, for comparisons), PNDM_MODEL (the default model path).\n"
 
 #endif

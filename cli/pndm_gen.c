@@ -43,6 +43,8 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_JSON,
+    OPT_KERNEL,
+    OPT_GEMM,
     OPT_INFO,
     OPT_HELP,
     OPT_VERSION
@@ -67,6 +69,8 @@ static const cli_opt OPTS[] = {
     {OPT_QUIET, 'q', "quiet", NULL, "off", "no progress or timing on stderr (errors only)"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "more detail on stderr (model, kernels, memory)"},
     {OPT_JSON, 0, "json", NULL, "off", "print a machine-readable summary on stdout"},
+    {OPT_KERNEL, 0, "kernel", "ISA", "auto", "ISA path of the own kernels: auto, avx512, avx2, generic (see below)"},
+    {OPT_GEMM, 0, "gemm", "BACKEND", "auto", "matrix products: native, openblas or auto (see below)"},
     {OPT_INFO, 0, "info", "FILE.png", "", "print the generation parameters stored in a PNG and exit"},
     {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
     {OPT_VERSION, 0, "version", NULL, "", "print the version and exit"},
@@ -81,7 +85,8 @@ static void print_help(FILE *f) {
             "options:\n");
     cli_print_options(f, OPTS, N_OPTS, 30, OPT_THREADS, pndm_default_threads());
     fprintf(f,
-            "\nexit codes: 0 ok, 1 internal error, 2 usage, 3 model/config, 4 I/O, 5 out of memory,\n"
+            "\n" CLI_KERNEL_HELP
+            "exit codes: 0 ok, 1 internal error, 2 usage, 3 model/config, 4 I/O, 5 out of memory,\n"
             "            6 input data, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n"
             "examples:\n"
             "  pndm-gen --steps 50 --batch 4 --seed 42 -o out.png     # out-0.png .. out-3.png\n"
@@ -248,7 +253,7 @@ static int do_info(const char *path) {
 }
 
 typedef struct {
-    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
+    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path, *kernel, *gemm;
     long long steps, batch, threads;
     uint64_t seed;
     int seed_given, per_image, skip_prk, grid, json;
@@ -300,6 +305,8 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_QUIET: g_quiet = 1; break;
         case OPT_VERBOSE: g_verbose = 1; break;
         case OPT_JSON: a->json = 1; break;
+        case OPT_KERNEL: a->kernel = val; break;
+        case OPT_GEMM: a->gemm = val; break;
         case OPT_INFO: a->info_path = val; break;
         case OPT_HELP:
             print_help(stdout);
@@ -446,8 +453,10 @@ static int stage_load(gen_run *r) {
         return cli_fail(PNDM_ERR_USAGE,
                         "no --model given and the bundled default model was not found "
                         "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
+    pndm_model_params mp = pndm_model_default_params();
+    if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
-    if (pndm_model_load(r->model_path, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
+    if (pndm_model_load_ex(r->model_path, &mp, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
     r->t_load = cli_now_s() - t0;
     if (!r->have_sched) {
         if (pndm_model_get_scheduler_config(r->model, &r->sched, &err)) return cli_fail(err.code, "%s", err.msg);
@@ -489,7 +498,7 @@ static int stage_load(gen_run *r) {
                 a->per_image ? " (+i per image)" : "", p->steps, r->B, p->n_threads);
         if (g_verbose)
             fprintf(stderr, "pndm-gen: scheduler {%s}; kernels %s; memory estimate %.1f MiB; model loaded in %.3f s\n",
-                    r->sched_desc, pndm_kernel_path(), (double)r->need / (1 << 20), r->t_load);
+                    r->sched_desc, pndm_model_kernel_path(r->model), (double)r->need / (1 << 20), r->t_load);
     }
     return 0;
 }
@@ -639,6 +648,7 @@ static int stage_report(gen_run *r) {
     cJSON_AddNumberToObject(j, "batch", B);
     cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
     cJSON_AddStringToObject(j, "scheduler", r->sched_desc);
+    cJSON_AddStringToObject(j, "kernels", pndm_model_kernel_path(r->model));
     cJSON *tm = cJSON_CreateObject();
     cJSON_AddNumberToObject(tm, "load_s", r->t_load);
     cJSON_AddNumberToObject(tm, "generate_s", r->t_gen);

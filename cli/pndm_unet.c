@@ -18,7 +18,18 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Options: one table drives parsing and --help.                                            */
 
-enum { OPT_MODEL, OPT_SAMPLE, OPT_TIMESTEP, OPT_TIMESTEPS, OPT_THREADS, OPT_OUTPUT, OPT_VERBOSE, OPT_HELP };
+enum {
+    OPT_MODEL,
+    OPT_SAMPLE,
+    OPT_TIMESTEP,
+    OPT_TIMESTEPS,
+    OPT_THREADS,
+    OPT_OUTPUT,
+    OPT_KERNEL,
+    OPT_GEMM,
+    OPT_VERBOSE,
+    OPT_HELP
+};
 
 static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "required",
@@ -29,6 +40,8 @@ static const cli_opt OPTS[] = {
      "one timestep per batch element, shape (B,), int64/int32/float32/float64"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
     {OPT_OUTPUT, 'o', "output", "FILE.npy", "required", "output, float32 (B, C_out, H, W), written atomically"},
+    {OPT_KERNEL, 0, "kernel", "ISA", "auto", "ISA path of the own kernels: auto, avx512, avx2, generic"},
+    {OPT_GEMM, 0, "gemm", "BACKEND", "auto", "matrix products: native, openblas or auto"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "print model, kernels, threads and time on stderr"},
     {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
 };
@@ -42,12 +55,12 @@ static void print_help(FILE *f) {
     cli_print_options(f, OPTS, N_OPTS, 28, OPT_THREADS, pndm_default_threads());
     fprintf(f,
             "\nExactly one of --timestep and --timesteps. diffusers truncates a python float timestep to an\n"
-            "integer; pndm-unet uses T as given (like a float tensor).\n"
+            "integer; pndm-unet uses T as given (like a float tensor).\n" CLI_KERNEL_HELP
             "exit codes: 0 ok, 2 usage, 3 model, 4 I/O, 5 out of memory, 6 input data\n");
 }
 
 typedef struct {
-    const char *model, *sample, *timesteps, *output;
+    const char *model, *sample, *timesteps, *output, *kernel, *gemm;
     int has_t;
     double t;
     int threads; /* 0: default */
@@ -77,6 +90,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             break;
         }
         case OPT_OUTPUT: a->output = val; break;
+        case OPT_KERNEL: a->kernel = val; break;
+        case OPT_GEMM: a->gemm = val; break;
         case OPT_VERBOSE: a->verbose = 1; break;
         case OPT_HELP: print_help(stdout); return 0;
         }
@@ -94,8 +109,10 @@ static int run(const cli_args *a) {
     pndm_npy xs = {0}, ts = {0};
     float *x = NULL, *t = NULL, *y = NULL;
     int rc = 0;
+    pndm_model_params mp = pndm_model_default_params();
+    if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
-    if (pndm_model_load(a->model, &m, &err) != PNDM_OK) {
+    if (pndm_model_load_ex(a->model, &mp, &m, &err) != PNDM_OK) {
         rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
@@ -200,7 +217,7 @@ static int run(const cli_args *a) {
         fprintf(
             stderr,
             "pndm-unet: %s, %zu parameters, kernels %s, %d threads; load %.1f ms, forward (%d, %d, %d, %d) %.1f ms\n",
-            pndm_model_path(m), pndm_model_param_count(m), pndm_kernel_path(),
+            pndm_model_path(m), pndm_model_param_count(m), pndm_model_kernel_path(m),
             a->threads > 0 ? a->threads : pndm_default_threads(), (t1 - t0) * 1e3, B, (int)xs.shape[1], H, W,
             (t2 - t1) * 1e3);
     printf("%s\n", a->output);

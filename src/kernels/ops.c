@@ -19,7 +19,10 @@ void op_kernels_init(op_kernels *k, gemm_path want, op_gemm gemm, int winograd) 
     k->path = gemm_path_best(want);
     k->tile = gemm_tile_for(k->path);
     k->winograd = winograd != 0;
-    if (gemm == OP_GEMM_AUTO) gemm = k->path == GEMM_PATH_GENERIC ? OP_GEMM_BLAS : OP_GEMM_NATIVE;
+    /* auto: decided by the CPU (not by a lower path asked for): OpenBLAS where the own kernels
+     * have no vector path at all */
+    if (gemm == OP_GEMM_AUTO)
+        gemm = gemm_path_best(GEMM_PATH_AVX512) == GEMM_PATH_GENERIC ? OP_GEMM_BLAS : OP_GEMM_NATIVE;
     k->blas = gemm == OP_GEMM_BLAS && op_blas_available();
 }
 

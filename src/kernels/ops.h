@@ -39,8 +39,9 @@ typedef struct op_kernels {
 typedef enum op_gemm { OP_GEMM_AUTO = 0, OP_GEMM_NATIVE, OP_GEMM_BLAS } op_gemm;
 
 /* want: the highest ISA path allowed (GEMM_PATH_AVX512: the best the CPU has); the path set is
- * the best supported one at or below it. gemm: OP_GEMM_AUTO takes the own tiles where they have
- * a vector path (AVX2 or AVX-512) and OpenBLAS elsewhere when it is built in; OP_GEMM_BLAS
+ * the best supported one at or below it. gemm: OP_GEMM_AUTO takes the own tiles on CPUs where they
+ * have a vector path (AVX2 or AVX-512, whatever `want` caps) and OpenBLAS on the others when it is
+ * built in; OP_GEMM_BLAS
  * without OpenBLAS built in falls back to the own tiles. */
 void op_kernels_init(op_kernels *k, gemm_path want, op_gemm gemm, int winograd);
 /* Whether this build has the OpenBLAS backend (CMake option PNDM_BLAS). */
