@@ -779,8 +779,8 @@ def main():
             allj = json.load(fh)
     except (OSError, ValueError):
         pass
-    if not isinstance(allj.get("machines"), dict):
-        allj = {"machines": {}}  # one entry per machine, as the report's sections
+    if not isinstance(allj.get("machines"), dict):  # one entry per machine, as the report's sections
+        allj = {"machines": {"earlier run": allj} if allj else {}}
     allj["machines"][mid] = {"machine": mi, "versions": versions, "fma": fma, "models": minfo, "rows": rows,
                              "runs": {f"{c[0]}|{c[1]}|{c[2]}|{c[3]}": v for c, v in results.items()},
                              "commands": commands}
