@@ -12,4 +12,8 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+# The arm64 runtime is Debian's multiarch one (libc6:arm64 and the libraries above in
+# /lib/aarch64-linux-gnu), which qemu-aarch64 finds by itself. Not "-L /usr/aarch64-linux-gnu"
+# (libc6-arm64-cross): that loads a second C library beside the multiarch ones, and then
+# pthread_create hangs under qemu 7.2 (so do pndm's thread pool and OpenBLAS's start-up).
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)

@@ -33,7 +33,6 @@
 #endif
 
 /* Work partition constants (they change neither results nor their determinism). */
-#define CONV_KC 256              /* k rows per packed im2col block: A (kc x 16) and B blocks stay in L1/L2 */
 #define CONV_CHUNK 16            /* strips (16 output pixels each) packed together (im2col of 256 pixels) */
 #define CONV_GROUP 2             /* weight panels (16 output channels each) per task ... */
 #define CONV_MIN_TASKS 4         /* ... and strips split among tasks until a chunk has this many */
@@ -104,8 +103,9 @@ static int conv_in_place(const op_conv_geom *g, int P) {
     return g->k == 1 && g->stride == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r && P % GEMM_NR == 0;
 }
 
-static int conv_kc(int K) {
-    int nb = (K + CONV_KC - 1) / CONV_KC;
+/* k rows per block: at most k->conv_kc (A and B blocks in L1), blocks of equal size */
+static int conv_kc(const op_kernels *k, int K) {
+    int nb = (K + k->conv_kc - 1) / k->conv_kc;
     return nb > 0 ? (K + nb - 1) / nb : 1;
 }
 
@@ -165,6 +165,16 @@ typedef struct conv_job {
 OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, int k0, int kc, float *dst, size_t ld) {
     const op_conv_geom *g = &j->cw->g;
     const int k = g->k, kk = k * k, s = g->stride, H = j->H, W = j->W;
+    if (k == 1 && s == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r) {
+        /* 1x1 without stride or padding: row ci is x[ci][p0 .. p0 + 16) */
+        const int n = min_i(GEMM_NR, j->P - p0);
+        for (int r = 0; r < kc; r++) {
+            float *d = dst + (size_t)r * ld;
+            memcpy(d, xb + (size_t)(k0 + r) * H * W + p0, (size_t)n * sizeof *d);
+            for (int l = n; l < GEMM_NR; l++) d[l] = 0.0f;
+        }
+        return;
+    }
     /* the strip's output row segments: lanes [sl, sl + sn) = pixels (oy, ox .. ox + sn) */
     int sl[GEMM_NR], soy[GEMM_NR], sox[GEMM_NR], sn[GEMM_NR], nseg = 0, lanes = 0;
     while (lanes < GEMM_NR && p0 + lanes < j->P) {
@@ -303,10 +313,10 @@ static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, i
     if (j.P == 0) return;
     j.spi = (j.P + GEMM_NR - 1) / GEMM_NR;
     j.n_strips = B * j.spi;
-    j.kc = conv_kc(cw->K);
+    j.kc = conv_kc(c->k, cw->K);
     j.nkb = (cw->K + j.kc - 1) / j.kc;
     j.n_groups = (cw->panels + CONV_GROUP - 1) / CONV_GROUP;
-    j.in_place = conv_in_place(g, j.P);
+    j.in_place = !c->k->pack_strided && conv_in_place(g, j.P);
     j.bp = c->shared;
     j.tile = c->k->tile;
     for (j.s0 = 0; j.s0 < j.n_strips; j.s0 += CONV_CHUNK) {

@@ -33,6 +33,12 @@ typedef struct op_kernels {
     gemm_tile_fn tile; /* gemm_tile_for(path) */
     int blas;          /* 1: the matrix products go through cblas_sgemm (op_blas_available()) */
     int winograd;      /* 1: Winograd for the 3x3 convolutions where it applies; 0: direct only */
+    /* Work partition from the caches the CPU reports (they change no result: every output element
+     * is one sequential chain over k whatever the blocks): */
+    int l1d_bytes;    /* L1 data cache per core (sysconf / sysfs; 32 KiB when neither tells) */
+    int conv_kc;      /* k rows per im2col block of the direct path: A and B blocks within half of L1 */
+    int pack_strided; /* 1: 1x1 convolutions pack their input strips instead of reading rows P apart
+                       * (rows a power-of-two stride apart fall into few L1 sets) */
 } op_kernels;
 
 /* Matrix-product backends for op_kernels_init. */
