@@ -28,4 +28,4 @@ file build-aarch64/pndm-gen
 # Executables run under qemu-aarch64 via ctest's emulator; the cli_*.sh tests start the binaries
 # from bash themselves (no binfmt here), so they are left out, as are the fuzz corpus replays.
 if [ $# -eq 0 ]; then set -- -R '^test_(ops|rng|scheduler|safetensors|png|unet|unet_openblas|unet_generic|pipeline)$'; fi
-ctest --test-dir build-aarch64 --output-on-failure -j "$(nproc)" --timeout 3600 "$@"
+ctest --test-dir build-aarch64 --output-on-failure -j "$(nproc)" "$@"
