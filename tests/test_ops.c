@@ -169,6 +169,9 @@ static void test_conv(void) {
         conv_case("3x3 16 -> 16, 18x17 + img bias + res", 3, 18, 17, (op_conv_geom){16, 16, 3, 1, 1, 1, 1, 1}, 1, 1);
         conv_case("3x3 24 -> 32, 16x16 (res) / sqrt 2", 2, 16, 16, (op_conv_geom){24, 32, 3, 1, 1, 1, 1, 1}, 1, 2);
         conv_case("1x1 + img bias + res", 2, 9, 7, (op_conv_geom){17, 33, 1, 1, 0, 0, 0, 0}, 1, 1);
+        /* 128 pixels, K 40: the strips are packed (rows 128 floats apart), 64 pixels: read in place */
+        conv_case("1x1 40 -> 20, 16x8 + img bias + res", 2, 16, 8, (op_conv_geom){40, 20, 1, 1, 0, 0, 0, 0}, 1, 1);
+        conv_case("1x1 40 -> 20, 8x8", 2, 8, 8, (op_conv_geom){40, 20, 1, 1, 0, 0, 0, 0}, 1, 0);
         /* F(2x2, 3x3) sizes (< 16 tiles of 4x4, >= 16 of 2x2): 8x8; 9x7 with partial tiles */
         conv_case("3x3 32 -> 48, 8x8 (winograd 2x2 size)", 2, 8, 8, (op_conv_geom){32, 48, 3, 1, 1, 1, 1, 1}, 1, 0);
         conv_case("3x3 16 -> 20, 9x7 + img bias + res", 3, 9, 7, (op_conv_geom){16, 20, 3, 1, 1, 1, 1, 1}, 1, 1);

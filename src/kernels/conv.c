@@ -316,7 +316,9 @@ static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, i
     j.kc = conv_kc(c->k, cw->K);
     j.nkb = (cw->K + j.kc - 1) / j.kc;
     j.n_groups = (cw->panels + CONV_GROUP - 1) / CONV_GROUP;
-    j.in_place = !c->k->pack_strided && conv_in_place(g, j.P);
+    /* rows P floats apart with P a multiple of 128 (512 bytes) fall into at most 8 L1 sets: pack
+     * those strips when the k blocks are longer than the 8 ways could hold anyway */
+    j.in_place = conv_in_place(g, j.P) && !(c->k->pack_strided && j.P % 128 == 0 && cw->K > 32);
     j.bp = c->shared;
     j.tile = c->k->tile;
     for (j.s0 = 0; j.s0 < j.n_strips; j.s0 += CONV_CHUNK) {

@@ -37,8 +37,8 @@ typedef struct op_kernels {
      * is one sequential chain over k whatever the blocks): */
     int l1d_bytes;    /* L1 data cache per core (sysconf / sysfs; 32 KiB when neither tells) */
     int conv_kc;      /* k rows per im2col block of the direct path: A and B blocks within half of L1 */
-    int pack_strided; /* 1: 1x1 convolutions pack their input strips instead of reading rows P apart
-                       * (rows a power-of-two stride apart fall into few L1 sets) */
+    int pack_strided; /* 1: 1x1 convolutions on images of P pixels, P a multiple of 128, pack their
+                       * input strips instead of reading rows P floats apart (few L1 sets) */
 } op_kernels;
 
 /* Matrix-product backends for op_kernels_init. */
