@@ -208,7 +208,7 @@ const int cli_n_exit_codes = (int)(sizeof cli_exit_codes / sizeof cli_exit_codes
 const cli_env_var cli_env_vars[] = {
     {"PNDM_MODEL", "the default model when no --model is given (before the installed and the source-tree copies)"},
     {"PNDM_KERNEL",
-     "avx2 or generic: use that kernel path instead of the best the CPU has (outputs differ across "
+     "avx512, avx2 or generic: cap the kernel path (as --kernel, which overrides it; outputs differ across "
      "paths by float rounding; see --compare --tolerance)"},
     {"PNDM_WINOGRAD", "0: direct 3x3 convolutions instead of Winograd (for comparisons)"},
 };
@@ -446,4 +446,31 @@ int cli_finish_stdout(int rc) {
     if (!out_errno) return rc;
     report_out_error();
     return rc ? rc : EXIT_IO;
+}
+
+int cli_kernel_params(const char *kernel, const char *gemm, pndm_model_params *p) {
+    static const char *const kname[] = {"auto", "generic", "avx2", "avx512"};
+    static const pndm_kernel kval[] = {PNDM_KERNEL_AUTO, PNDM_KERNEL_GENERIC, PNDM_KERNEL_AVX2, PNDM_KERNEL_AVX512};
+    const char *env = getenv("PNDM_KERNEL");
+    p->kernel = PNDM_KERNEL_AUTO;
+    for (int i = 0; env && i < 4; i++)
+        if (strcmp(env, kname[i]) == 0) p->kernel = kval[i];
+    if (kernel) {
+        int i = 0;
+        while (i < 4 && strcmp(kernel, kname[i]) != 0) i++;
+        if (i == 4) return cli_usage_error("--kernel must be auto, avx512, avx2 or generic (got '%s')", kernel);
+        p->kernel = kval[i];
+    }
+    p->gemm = PNDM_GEMM_AUTO;
+    if (gemm) {
+        if (strcmp(gemm, "native") == 0)
+            p->gemm = PNDM_GEMM_NATIVE;
+        else if (strcmp(gemm, "openblas") == 0)
+            p->gemm = PNDM_GEMM_OPENBLAS;
+        else if (strcmp(gemm, "auto") != 0)
+            return cli_usage_error("--gemm must be native, openblas or auto (got '%s')", gemm);
+    }
+    const char *w = getenv("PNDM_WINOGRAD");
+    p->winograd = !(w && strcmp(w, "0") == 0);
+    return 0;
 }

@@ -1,12 +1,14 @@
 /* cli.h - what pndm-gen and pndm-unet share: one option table drives parsing, --help, the man
  * page and the shell completion; one-line errors prefixed with the program's name (the last one
  * kept for --json); strict number parsing; checked writes to stdout; the exit-code and
- * environment tables. Uses only the C library (the executables reach pndm through include/). */
+ * environment tables. Uses the C library and include/pndm.h (the executables reach pndm through include/ alone). */
 #ifndef PNDM_CLI_H
 #define PNDM_CLI_H
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "pndm.h"
 
 /* Exit codes beyond the pndm_status values (0 ok .. 6 input data). */
 #define CLI_EXIT_DIFFERENT 8 /* --compare / --reproduce: outside the tolerance, or files missing */
@@ -96,5 +98,17 @@ int cli_finish_stdout(int rc);
 int cli_stdout_ok(void);
 /* The same as an exit code: 0, or 4 after printing "write error: ..." (once). */
 int cli_stdout_check(void);
+
+/* The kernel choices of pndm_model_params from --kernel / --gemm values (NULL: not given) and
+ * the environment: PNDM_KERNEL=avx512|avx2|generic caps the ISA path (other values: the best),
+ * PNDM_WINOGRAD=0 turns Winograd off; a flag overrides PNDM_KERNEL. The only place the
+ * environment selects kernels. 0, or 2 after a usage error. */
+int cli_kernel_params(const char *kernel, const char *gemm, pndm_model_params *p);
+/* The help text of the options and variables above, for --help. */
+#define CLI_KERNEL_HELP                                                                                                \
+    "kernels: --kernel caps the ISA path of the own kernels (auto = the best the CPU has); --gemm\n"                   \
+    "  picks the matrix-product backend: native (own tiles), openblas (single-threaded OpenBLAS on\n"                  \
+    "  pndm's blocks; builds with PNDM_BLAS), auto (native on CPUs with AVX2 or AVX-512, else\n"                       \
+    "  OpenBLAS when built in). Output is byte-identical for any --threads on one choice.\n"
 
 #endif

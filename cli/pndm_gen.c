@@ -46,6 +46,8 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_JSON,
+    OPT_KERNEL,
+    OPT_GEMM,
     OPT_INFO,
     OPT_REPRODUCE,
     OPT_COMPARE,
@@ -82,6 +84,8 @@ static const cli_opt OPTS[] = {
     {OPT_QUIET, 'q', "quiet", NULL, "off", "no progress or timing on stderr (errors, and a random seed, only)"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "more detail on stderr (model, kernels, memory)"},
     {OPT_JSON, 0, "json", NULL, "off", "print a machine-readable summary on stdout (an \"error\" object on failure)"},
+    {OPT_KERNEL, 0, "kernel", "ISA", "auto", "ISA path of the own kernels: auto, avx512, avx2, generic (see below)"},
+    {OPT_GEMM, 0, "gemm", "BACKEND", "auto", "matrix products: native, openblas or auto (see below)"},
     {OPT_INFO, 0, "info", "FILE.png", "", "print the generation parameters stored in a PNG and exit"},
     {OPT_REPRODUCE, 0, "reproduce", "FILE", "",
      "regenerate a .png (or a .npy with its .json) from its stored parameters, checking the model's weights "
@@ -127,7 +131,7 @@ static void print_help(FILE *f) {
             "diffusers' PNDMPipeline for the same model, seed and steps).\n\n"
             "options:\n");
     cli_print_options(f, OPTS, N_OPTS, 30, OPT_THREADS, pndm_default_threads());
-    fputc('\n', f);
+    fputs("\n" CLI_KERNEL_HELP "\n", f);
     cli_print_exit_codes(f);
     cli_print_env(f);
     fprintf(f, "examples:\n%s\n", PAGE.examples);
@@ -266,6 +270,7 @@ static long long mem_available_bytes(void) {
 typedef struct {
     const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
     const char *reproduce_path, *compare_a, *compare_b, *diff_dir;
+    const char *kernel, *gemm; /* --kernel, --gemm (NULL: not given) */
     long long steps, batch, threads;
     uint64_t seed;
     double tolerance; /* < 0: the defaults */
@@ -307,6 +312,8 @@ static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
             return cli_usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
         break;
     case OPT_OUTPUT: a->output = val; break;
+    case OPT_KERNEL: a->kernel = val; break;
+    case OPT_GEMM: a->gemm = val; break;
     case OPT_GRID: a->grid = 1; break;
     case OPT_LATENTS: a->latents_path = val; break;
     case OPT_NOISE: a->noise_path = val; break;
@@ -780,8 +787,10 @@ static int stage_load(gen_run *r) {
         return cli_fail(PNDM_ERR_USAGE,
                         "no --model given and the bundled default model was not found "
                         "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
+    pndm_model_params mp = pndm_model_default_params();
+    if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
-    if (pndm_model_load(r->model_path, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
+    if (pndm_model_load_ex(r->model_path, &mp, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
     r->t_load = cli_now_s() - t0;
     if (r->expect_sha256 && strcmp(r->expect_sha256, pndm_model_sha256(r->model)))
         return cli_fail(PNDM_ERR_MODEL,
@@ -837,8 +846,8 @@ static int stage_load(gen_run *r) {
             fprintf(stderr,
                     "pndm-gen: weights sha256 %s; scheduler {%s}; kernels %s; memory estimate %.1f MiB; model "
                     "loaded in %.3f s\n",
-                    pndm_model_sha256(r->model), r->sched_desc, pndm_kernel_path(), (double)r->need / (1 << 20),
-                    r->t_load);
+                    pndm_model_sha256(r->model), r->sched_desc, pndm_model_kernel_path(r->model),
+                    (double)r->need / (1 << 20), r->t_load);
     } else if (!a->seed_given) { /* a random seed is never lost, even with -q */
         fprintf(stderr, "pndm-gen: seed %" PRIu64 " (random)\n", a->seed);
     }
@@ -1064,6 +1073,7 @@ static cJSON *json_summary(gen_run *r, int rc) {
         cJSON_AddNumberToObject(j, "unet_calls", calls);
         cJSON_AddNumberToObject(j, "batch", B);
         cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
+        cJSON_AddStringToObject(j, "kernels", pndm_model_kernel_path(r->model));
         cJSON_AddStringToObject(j, "scheduler", r->sched_desc);
         cJSON *tm = cJSON_CreateObject();
         cJSON_AddNumberToObject(tm, "load_s", r->t_load);

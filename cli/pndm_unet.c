@@ -28,6 +28,8 @@ enum {
     OPT_OUTPUT,
     OPT_OVERWRITE,
     OPT_QUIET,
+    OPT_KERNEL,
+    OPT_GEMM,
     OPT_VERBOSE,
     OPT_COMPLETION,
     OPT_MAN,
@@ -47,6 +49,8 @@ static const cli_opt OPTS[] = {
      "output, float32 (B, C_out, H, W), written atomically; - writes the .npy to stdout"},
     {OPT_OVERWRITE, 0, "overwrite", NULL, "off", "replace the output if it exists (else it is refused)"},
     {OPT_QUIET, 'q', "quiet", NULL, "off", "nothing on stderr but errors (overrides -v)"},
+    {OPT_KERNEL, 0, "kernel", "ISA", "auto", "ISA path of the own kernels: auto, avx512, avx2, generic"},
+    {OPT_GEMM, 0, "gemm", "BACKEND", "auto", "matrix products: native, openblas or auto"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "print model, kernels, threads and time on stderr"},
     {OPT_COMPLETION, 0, "completion", "bash", "", "print a bash completion script and exit"},
     {OPT_MAN, 0, "man", NULL, "", "print the manual page (roff) and exit"},
@@ -76,13 +80,13 @@ static void print_help(FILE *f) {
     cli_print_options(f, OPTS, N_OPTS, 28, OPT_THREADS, pndm_default_threads());
     fprintf(f,
             "\nExactly one of --timestep and --timesteps. diffusers truncates a python float timestep to an\n"
-            "integer; pndm-unet uses T as given (like a float tensor).\n\n");
+            "integer; pndm-unet uses T as given (like a float tensor).\n\n" CLI_KERNEL_HELP "\n");
     cli_print_exit_codes(f);
     cli_print_env(f);
 }
 
 typedef struct {
-    const char *model, *sample, *timesteps, *output;
+    const char *model, *sample, *timesteps, *output, *kernel, *gemm;
     int has_t;
     double t;
     int threads; /* 0: default */
@@ -114,6 +118,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case OPT_OUTPUT: a->output = val; break;
         case OPT_OVERWRITE: a->overwrite = 1; break;
         case OPT_QUIET: a->quiet = 1; break;
+        case OPT_KERNEL: a->kernel = val; break;
+        case OPT_GEMM: a->gemm = val; break;
         case OPT_VERBOSE: a->verbose = 1; break;
         case OPT_COMPLETION:
             if (strcmp(val, "bash")) return cli_usage_error("--completion: only 'bash' is supported (got '%s')", val);
@@ -156,8 +162,10 @@ static int run(const cli_args *a) {
     float *x = NULL, *t = NULL, *y = NULL;
     int rc = plan_output(a);
     if (rc) return rc;
+    pndm_model_params mp = pndm_model_default_params();
+    if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
-    if (pndm_model_load(a->model, &m, &err) != PNDM_OK) {
+    if (pndm_model_load_ex(a->model, &mp, &m, &err) != PNDM_OK) {
         rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
@@ -265,7 +273,7 @@ static int run(const cli_args *a) {
         fprintf(
             stderr,
             "pndm-unet: %s, %zu parameters, kernels %s, %d threads; load %.1f ms, forward (%d, %d, %d, %d) %.1f ms\n",
-            pndm_model_path(m), pndm_model_param_count(m), pndm_kernel_path(),
+            pndm_model_path(m), pndm_model_param_count(m), pndm_model_kernel_path(m),
             a->threads > 0 ? a->threads : pndm_default_threads(), (t1 - t0) * 1e3, B, (int)xs.shape[1], H, W,
             (t2 - t1) * 1e3);
     if (strcmp(a->output, "-")) cli_out("%s\n", a->output);

@@ -21,6 +21,9 @@ set(PNDM_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/pndm)
 # find_dependency calls; an optional backend appends to these lists.
 set(PNDM_PC_REQUIRES_PRIVATE libpng libcjson)
 set(PNDM_PC_LIBS_PRIVATE -lpthread -lm)
+if(PNDM_HAVE_BLAS)
+  list(APPEND PNDM_PC_REQUIRES_PRIVATE openblas)
+endif()
 
 set_target_properties(pndm PROPERTIES OUTPUT_NAME pndm EXPORT_NAME pndm_static)
 install(TARGETS pndm EXPORT pndmStaticTargets
@@ -32,6 +35,9 @@ if(PNDM_BUILD_SHARED)
   target_include_directories(pndm_shared PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include>
                                                 $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(pndm_shared PRIVATE PNG::PNG PkgConfig::CJSON Threads::Threads m)
+  if(PNDM_HAVE_BLAS)
+    target_link_libraries(pndm_shared PRIVATE PkgConfig::OPENBLAS)
+  endif()
   # only pndm_* leaves the library: the version script backs up the hidden visibility
   target_link_options(pndm_shared PRIVATE -Wl,--version-script=${CMAKE_SOURCE_DIR}/cmake/pndm.map
                       -Wl,--no-undefined)

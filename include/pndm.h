@@ -222,11 +222,14 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
  * (SMT siblings count once). The forward keeps one pool of that many threads per model between
  * calls. */
 int pndm_default_threads(void);
-/* Kernel path in use, for -v: "avx512", "avx2" or "generic", chosen once per process from the
- * CPU (the environment variable PNDM_KERNEL=avx2|generic forces a lower one). Results are
- * byte-identical for any thread count or batch split within a path, not across paths. 3x3
- * convolutions with >= 16 channels on images of >= 8x8 use Winograd F(4x4,3x3) or F(2x2,3x3)
- * on every path (PNDM_WINOGRAD=0 disables it, for comparisons). */
+/* The kernels a model runs on (its pndm_model_params, resolved on this CPU), for -v and logs:
+ * the ISA path "avx512", "avx2" or "generic", with "+openblas" when the matrix products go
+ * through OpenBLAS. Results are byte-identical for any thread count or batch split on one
+ * machine with one choice, not across choices. 3x3 convolutions with >= 16 channels on images
+ * of >= 8x8 use Winograd F(4x4,3x3) or F(2x2,3x3) unless params.winograd is 0. */
+const char *pndm_model_kernel_path(const pndm_model *m);
+/* What pndm_model_kernel_path gives a model loaded with pndm_model_default_params() on this CPU
+ * (the best ISA path it has; OpenBLAS where that is the generic one and OpenBLAS is built in). */
 const char *pndm_kernel_path(void);
 
 /* ---------------------------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
  * batch 4); `--all` runs everything. Every case is in exactly one of the two subsets. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "kernel_args.h"
 #include "pndm.h"
 #include "pndm_io.h"
 
@@ -123,7 +124,7 @@ static void run_case(const char *name) {
     pndm_model *m = NULL;
     pndm_error err;
     if (ci.model_dir[0]) {
-        pndm_status s = pndm_model_load(ci.model_dir, &m, &err);
+        pndm_status s = pndm_model_load_ex(ci.model_dir, &test_params, &m, &err);
         CHECK_MSG(s == PNDM_OK, "%s: load %s: %s", name, ci.model_dir, err.msg);
         if (s) {
             pndm_scheduler_config_free(&cfg);
@@ -228,7 +229,7 @@ static void run_case(const char *name) {
 static void determinism(void) {
     pndm_model *m = NULL;
     pndm_error err;
-    if (pndm_model_load(PNDM_TEST_DATA "/unet/c_gray/model", &m, &err)) {
+    if (pndm_model_load_ex(PNDM_TEST_DATA "/unet/c_gray/model", &test_params, &m, &err)) {
         CHECK_MSG(0, "%s", err.msg);
         return;
     }
@@ -284,17 +285,22 @@ static const pcase cases[] = {
 
 int main(int argc, char **argv) {
     int quick = 1, slow = 0;
-    if (argc == 2 && strcmp(argv[1], "--slow") == 0) {
+    /* [--slow | --all] first, then the kernel choices (kernel_args.h) */
+    if (argc >= 2 && strcmp(argv[1], "--slow") == 0) {
         quick = 0;
         slow = 1;
-    } else if (argc == 2 && strcmp(argv[1], "--all") == 0) {
+        argc--, argv++;
+    } else if (argc >= 2 && strcmp(argv[1], "--all") == 0) {
         slow = 1;
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--slow | --all]\n", argv[0]);
+        argc--, argv++;
+    }
+    if (test_kernel_args(argc, argv)) {
+        fprintf(stderr, "usage: test_pipeline [--slow | --all] [kernel choices]\n");
         return 2;
     }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (cases[i].slow ? slow : quick) run_case(cases[i].name);
     if (quick) determinism();
+
     return TEST_SUMMARY();
 }

@@ -3,7 +3,7 @@
 #   tools/bootstrap.sh [extra cmake args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(build-essential cmake pkg-config libpng-dev libcjson-dev)
+pkgs=(build-essential cmake pkg-config libpng-dev libcjson-dev libopenblas-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -99,8 +99,10 @@ typedef struct unet_param {
 
 typedef struct unet_net {
     unet_config cfg;
-    int tproj_dim; /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
-    int temb_dim;  /* 4 * C0 */
+    op_kernels kern; /* the kernel choices (unet_build: the best the CPU has; the loader may change
+                      * them before unet_bind, never after) */
+    int tproj_dim;   /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
+    int temb_dim;    /* 4 * C0 */
     unet_conv conv_in;
     const float *fourier_w;   /* time_proj.weight (C0), fourier only */
     unet_linear time1, time2; /* time_embedding.linear_1 / linear_2 */

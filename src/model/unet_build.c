@@ -345,6 +345,7 @@ void unet_free(unet_net *net) {
 pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source, pndm_error *err) {
     memset(net, 0, sizeof *net);
     net->cfg = *cfg;
+    op_kernels_init(&net->kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
     builder b = {net, source, err, 0, 0, 0};
     const unet_config *c = &net->cfg;
     const int C0 = c->block_out_channels[0], L = c->n_levels;
@@ -416,7 +417,7 @@ static void pack_conv(pack_state *ps, unet_conv *c) {
     int owned;
     if ((ps->st = param_get(ps, c->w_param, &w, &owned))) return;
     const op_conv_geom g = c->g;
-    int ok = op_conv_init(&c->pk, &g, w, c->b);
+    int ok = op_conv_init(&c->pk, &ps->net->kern, &g, w, c->b);
     param_release(ps, c->w_param, w, owned);
     if (!ok)
         ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing '%s'",
@@ -439,13 +440,13 @@ static void pack_attn(pack_state *ps, unet_attn *a) {
         param_release(ps, lin[i]->w_param, w, owned);
     }
     const op_conv_geom g3 = a->qkv.g, g1 = a->proj.g;
-    if (ok && !ps->st) ok = op_conv_init(&a->qkv.pk, &g3, w3, a->qkv_bias);
+    if (ok && !ps->st) ok = op_conv_init(&a->qkv.pk, &ps->net->kern, &g3, w3, a->qkv_bias);
     free(w3);
     if (ok && !ps->st) {
         const float *w;
         int owned;
         if (!(ps->st = param_get(ps, a->out.w_param, &w, &owned))) {
-            ok = op_conv_init(&a->proj.pk, &g1, w, a->out.b);
+            ok = op_conv_init(&a->proj.pk, &ps->net->kern, &g1, w, a->out.b);
             param_release(ps, a->out.w_param, w, owned);
         }
     }

@@ -222,7 +222,7 @@ static void conv(const fwd *f, const unet_conv *cv, const float *x, int H, int W
                  size_t ib_stride, const float *res, float div, float *y) {
     if (f->measuring) { /* the geometry from unet_build: a net need not be bound to be measured */
         size_t ws, sh;
-        op_conv2d_ws(&cv->g, H, W, &ws, &sh);
+        op_conv2d_ws(f->ops.k, &cv->g, H, W, &ws, &sh);
         f->L->ws = sz_max(f->L->ws, ws);
         f->L->shared = sz_max(f->L->shared, sh);
         return;
@@ -575,6 +575,7 @@ static int measure(const unet_net *net, int MB, int H, int W, int n_threads, fwd
     f.net = net;
     f.L = L;
     f.measuring = 1;
+    f.ops.k = &net->kern; /* the workspace depends on the kernel choices */
     for (int b = 0; b < BUF_N; b++) f.buf[b] = ph(b);
     f.stack_base = ph(PH_STACK);
     forward_pass(&f, ph(PH_X), MB, H, W, ph(PH_X), ph(PH_OUT));
@@ -607,6 +608,7 @@ pndm_status unet_forward(const unet_net *net, unet_ctx *ctx, const float *x, int
     float *mem = ctx->arena;
     for (int b = 0; b < BUF_N; b++) f.buf[b] = mem + L.off[b];
     f.stack_base = mem + L.stack_off;
+    f.ops.k = &net->kern;
     f.ops.pool = ctx->pool;
     f.ops.shared = mem + L.shared_off;
     f.ops.shared_floats = L.shared;
