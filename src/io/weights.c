@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "weights.h"
 #include "core.h"
+#include "layout.h"
 #include "pndm_io.h"
 #include "safetensors.h"
 #include "torchbin.h"
@@ -198,7 +199,7 @@ static int safe_relative(const char *f) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-pndm_status wt_open_index(tt_table *t, const char *index_path, pndm_error *err) {
+pndm_status wt_open_index(tt_table *t, const char *index_path, const char *root, pndm_error *err) {
     memset(t, 0, sizeof *t);
     char *text = NULL;
     size_t len = 0;
@@ -206,22 +207,22 @@ pndm_status wt_open_index(tt_table *t, const char *index_path, pndm_error *err) 
     if (s) return s;
     char src[160];
     core_quote(src, sizeof src, index_path);
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    cJSON *doc = cJSON_ParseWithLength(text, len);
     free(text);
-    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    const cJSON *map = doc ? cJSON_GetObjectItemCaseSensitive(doc, "weight_map") : NULL;
+    if (!doc || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
         return core_fail(err, PNDM_ERR_MODEL, "%s: not a valid JSON object (a shard index)", src);
     }
     if (!cJSON_IsObject(map)) {
-        cJSON_Delete(root);
+        cJSON_Delete(doc);
         return core_fail(err, PNDM_ERR_MODEL, "%s: no \"weight_map\" object (not a shard index)", src);
     }
     /* the distinct shard files, sorted (as diffusers: sorted(set(weight_map.values()))) */
     int n = cJSON_GetArraySize(map), n_files = 0;
     char **files = calloc((size_t)(n ? n : 1), sizeof *files);
     if (!files) {
-        cJSON_Delete(root);
+        cJSON_Delete(doc);
         return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", src);
     }
     for (const cJSON *e = map->child; e && !s; e = e->next) {
@@ -261,7 +262,9 @@ pndm_status wt_open_index(tt_table *t, const char *index_path, pndm_error *err) 
         memcpy(path, index_path, dl);
         memcpy(path + dl, files[i], fl + 1);
         tt_table shard;
-        s = wt_open(&shard, path, err);
+        memset(&shard, 0, sizeof shard);
+        s = root ? lay_check_inside(root, path, err) : PNDM_OK;
+        if (!s) s = wt_open(&shard, path, err);
         if (s && err && err->code == PNDM_ERR_IO) {
             char q[160];
             core_quote(q, sizeof q, files[i]);
@@ -283,7 +286,7 @@ pndm_status wt_open_index(tt_table *t, const char *index_path, pndm_error *err) 
     }
     if (!s) s = tt_finish(t, err);
     free(files);
-    cJSON_Delete(root);
+    cJSON_Delete(doc);
     if (s) tt_free(t);
     return s;
 }

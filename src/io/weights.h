@@ -23,8 +23,9 @@ pndm_status wt_open(tt_table *t, const char *path, pndm_error *err);
 /* The same from a buffer (not copied; must outlive t); `name` names it in messages. */
 pndm_status wt_parse(tt_table *t, const void *buf, size_t size, const char *name, pndm_error *err);
 /* A shard index; shard paths are taken relative to the index's folder (absolute paths and ".."
- * components are refused). */
-pndm_status wt_open_index(tt_table *t, const char *index_path, pndm_error *err);
+ * components are refused). root (may be NULL): a resolved folder every shard must resolve inside
+ * (a Hub cache repo folder, layout.h). */
+pndm_status wt_open_index(tt_table *t, const char *index_path, const char *root, pndm_error *err);
 
 /* What a buffer looks like, for messages: "a PNG image", "a text file ('...')", "a zip
  * archive", ... or NULL when it matches no format pndm knows. */
