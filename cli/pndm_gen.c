@@ -29,6 +29,8 @@
 
 enum {
     OPT_MODEL,
+    OPT_REVISION,
+    OPT_VARIANT,
     OPT_STEPS,
     OPT_BATCH,
     OPT_SEED,
@@ -49,8 +51,11 @@ enum {
 };
 
 static const cli_opt OPTS[] = {
-    {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
-     "model: pndm .safetensors file, diffusers model folder or pipeline folder"},
+    {OPT_MODEL, 'm', "model", "PATH|ORG/NAME", "bundled Fashion-MNIST model",
+     "a .safetensors/.bin file, a diffusers model or pipeline folder, or a Hub id from the local Hugging Face cache"},
+    {OPT_REVISION, 0, "revision", "REV", "main", "Hub ids: a branch under refs/ or a commit hash"},
+    {OPT_VARIANT, 0, "variant", "NAME", "none",
+     "weights variant: diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
     {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
     {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
@@ -87,7 +92,10 @@ static void print_help(FILE *f) {
             "  pndm-gen --steps 50 --batch 4 --seed 42 -o out.png     # out-0.png .. out-3.png\n"
             "  pndm-gen -b 16 -s 7 --grid -o grid.png\n"
             "  pndm-gen -b 8 -s 1 -o 'img_%%03d.png' --json\n"
-            "  pndm-gen --info out-0.png                                # read the parameters back\n");
+            "  pndm-gen --info out-0.png                                # read the parameters back\n"
+            "  pndm-gen -m google/ddpm-cifar10-32 -b 4 -o cifar.png    # from the Hugging Face cache\n"
+            "environment: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub: the Hub cache -m ORG/NAME\n"
+            "             reads (fill it with 'huggingface-cli download ORG/NAME')\n");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -248,7 +256,7 @@ static int do_info(const char *path) {
 }
 
 typedef struct {
-    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
+    const char *model_path, *revision, *variant, *sched_path, *output, *latents_path, *noise_path, *info_path;
     long long steps, batch, threads;
     uint64_t seed;
     int seed_given, per_image, skip_prk, grid, json;
@@ -267,6 +275,8 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         if (!o) return PNDM_ERR_USAGE;
         switch (o->id) {
         case OPT_MODEL: a->model_path = val; break;
+        case OPT_REVISION: a->revision = val; break;
+        case OPT_VARIANT: a->variant = val; break;
         case OPT_STEPS:
             if (!cli_parse_i64(val, 1, 100000, &a->steps))
                 return cli_usage_error(
@@ -447,7 +457,10 @@ static int stage_load(gen_run *r) {
                         "no --model given and the bundled default model was not found "
                         "(looked for $PNDM_MODEL, the installed and the source-tree copies)");
     double t0 = cli_now_s();
-    if (pndm_model_load(r->model_path, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
+    pndm_model_params mp = pndm_model_default_params();
+    mp.revision = a->revision;
+    mp.variant = a->variant;
+    if (pndm_model_load_ex(r->model_path, &mp, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
     r->t_load = cli_now_s() - t0;
     if (!r->have_sched) {
         if (pndm_model_get_scheduler_config(r->model, &r->sched, &err)) return cli_fail(err.code, "%s", err.msg);

@@ -135,12 +135,11 @@ const char *wt_describe(const void *buf, size_t size, char *scratch, size_t scra
     return NULL;
 }
 
-/* a buffer that has the shape of a safetensors file: a plausible header length, then '{' */
+/* a buffer that starts like a safetensors file: 8 bytes of header length, then a JSON object
+ * ('{' followed by '"', '}' or a blank) */
 static int looks_safetensors(const unsigned char *b, size_t size) {
-    if (size < 9) return 0;
-    uint64_t h = 0;
-    for (int i = 7; i >= 0; i--) h = (h << 8) | b[i];
-    return b[8] == '{' || (h <= size - 8 && h > 0 && h < ((uint64_t)100 << 20) && b[8] == ' ');
+    if (size < 10 || b[8] != '{') return size == 9 && b[8] == '{';
+    return b[9] == '"' || b[9] == '}' || b[9] == ' ' || b[9] == '\n' || b[9] == '\r' || b[9] == '\t';
 }
 
 pndm_status wt_parse(tt_table *t, const void *buf, size_t size, const char *name, pndm_error *err) {
