@@ -56,7 +56,7 @@ done
 # pndm-unet takes the same models
 rm -f "$T/o/eps.npy"
 if HF_HUB_CACHE="$D/hub" "$UNET" -m pndm-test/tiny-ddpm --revision v2 --variant fp16 -x "$D/ref/hub_id/final_latents.npy" \
-     --timestep 10 -o "$T/o/eps.npy" 2>"$T/err" && [ -s "$T/o/eps.npy" ]; then ok; else bad "pndm-unet with a Hub id: $(head -c 300 "$T/err")"; fi
+     --timestep 10 -o "$T/o/eps.npy" >/dev/null 2>"$T/err" && [ -s "$T/o/eps.npy" ]; then ok; else bad "pndm-unet with a Hub id: $(head -c 300 "$T/err")"; fi
 
 # ---- 2. hostile files: exit 3, one line, nothing written, nothing run -------------------------
 # expect_refused NAME CODE REGEX -- command...   (runs in $T/cwd, where a payload would leave CANARY_*)

@@ -350,9 +350,11 @@ void pk_describe(const pk_doc *d, uint32_t id, char *buf, size_t size) {
     case PK_CALL: snprintf(buf, size, "a call of %s", pk_global_name(n)); return;
     case PK_TUPLE:
     case PK_LIST:
-    case PK_DICT:
-        snprintf(buf, size, "%s of %u items", kind_name(n->kind), n->kind == PK_DICT ? n->n / 2 : n->n);
+    case PK_DICT: {
+        unsigned k = n->kind == PK_DICT ? n->n / 2 : n->n;
+        snprintf(buf, size, "%s of %u item%s", kind_name(n->kind), k, k == 1 ? "" : "s");
         return;
+    }
     default: snprintf(buf, size, "%s", kind_name(n->kind)); return;
     }
 }
