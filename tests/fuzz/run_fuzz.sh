@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=$PWD
-TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode"
+TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode zip pickle"
 B=${FUZZ_BUILD:-build-fuzz}
 NICE=${FUZZ_NICE:-10}
 
@@ -34,6 +34,8 @@ dict_for() {
   case "$1" in
     png_*) echo "$SRC/tests/fuzz/png.dict";;
     npy) echo "$SRC/tests/fuzz/npy.dict";;
+    zip) echo "$SRC/tests/fuzz/zip.dict";;
+    pickle) echo "$SRC/tests/fuzz/pickle.dict";;
     *) echo "$SRC/tests/fuzz/json.dict";;
   esac
 }
