@@ -107,6 +107,42 @@ static void test_formats(void) {
     tt_free(&t);
 }
 
+/* five tensors of known values, in both formats */
+static void check_values(const tt_table *t, const char *name, tt_dtype dt, int ndim, const float *want, size_t n) {
+    const tt_tensor *x = tt_find(t, name);
+    CHECK_MSG(x != NULL, "%s: no tensor '%s'", t->source, name);
+    if (!x) return;
+    CHECK_MSG(x->dtype == dt && x->ndim == ndim && x->count == n, "%s: '%s' dtype/ndim/count", t->source, name);
+    const float *v;
+    int own;
+    pndm_error e;
+    if (x->count != n || tt_tensor_f32(t, x, &v, &own, &e)) return;
+    CHECK_MSG(memcmp(v, want, n * sizeof *v) == 0, "%s: '%s' values", t->source, name);
+    if (own) free((void *)v);
+}
+
+static void test_small(void) {
+    const char *files[] = {CK "/small/small_zip.bin", CK "/small/small_legacy.bin"};
+    for (int f = 0; f < 2; f++) {
+        tt_table t;
+        pndm_error e = {0};
+        CHECK_MSG(wt_open(&t, files[f], &e) == PNDM_OK, "%s", e.msg);
+        if (e.msg[0]) continue;
+        CHECK(t.n_tensors == 6);
+        static const float a[6] = {0, 1, 2, 3, 4, 5}, b[3] = {1, -2, 0.5f}, c[2] = {3, -0.25f}, v1[3] = {2, 3, 4},
+                           v2[3] = {5, 6, 7}, tr[6] = {0, 3, 1, 4, 2, 5};
+        check_values(&t, "a.weight", TT_F32, 2, a, 6);
+        check_values(&t, "b.bias", TT_F16, 1, b, 3);
+        check_values(&t, "c", TT_BF16, 1, c, 2);
+        check_values(&t, "v1", TT_F32, 1, v1, 3);
+        check_values(&t, "v2", TT_F32, 2, v2, 3);
+        check_values(&t, "t", TT_F32, 2, tr, 6);
+        const tt_tensor *x = tt_find(&t, "v1"), *y = tt_find(&t, "v2");
+        if (x && y) CHECK((const char *)y->data == (const char *)x->data + 12); /* one storage, in place */
+        tt_free(&t);
+    }
+}
+
 /* ---- the unpickler -------------------------------------------------------------------------- */
 static pndm_status parse_bytes(const char *b, size_t n, pk_doc *d, pndm_error *e) {
     return pk_parse(d, b, n, "t.pkl", NULL, e);
@@ -581,6 +617,7 @@ static int compare(const char *a, const char *b, double rtol, double atol) {
 int main(int argc, char **argv) {
     if (argc == 6 && strcmp(argv[1], "--compare") == 0) return compare(argv[2], argv[3], atof(argv[4]), atof(argv[5]));
     test_formats();
+    test_small();
     test_pickle();
     test_zip();
     test_hostile_files();

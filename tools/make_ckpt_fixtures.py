@@ -29,6 +29,8 @@ every layout and format pndm reads:
   pipe_variant/        unet/ (diffusion_pytorch_model.safetensors f32 and .fp16.safetensors) +
                        scheduler/
   hostile/             the hostile-pickle matrix (make_hostile() below), with config.json
+  small/               small_zip.bin, small_legacy.bin: five tensors (f32, f16, bf16, two views of one
+                       storage, a transposed view) for the unit tests and as fuzz seeds
 
 cases.txt lists every pndm-gen run the test makes (tests/cli_checkpoints.sh):
     NAME|ENV|MODEL|FLAGS|HOW_DIFFUSERS_LOADED_IT
@@ -410,6 +412,20 @@ def make_hostile(d, tiny_cfg_dir):
         assert not f.startswith("CANARY"), f
 
 
+def make_small(d):
+    os.makedirs(d, exist_ok=True)
+    sd = collections.OrderedDict()
+    sd["a.weight"] = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    sd["b.bias"] = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float16)
+    sd["c"] = torch.tensor([3.0, -0.25], dtype=torch.bfloat16)
+    base = torch.arange(10, dtype=torch.float32)
+    sd["v1"] = base[2:5]
+    sd["v2"] = base[5:8].view(3, 1)
+    sd["t"] = torch.arange(6, dtype=torch.float32).reshape(2, 3).t()
+    torch_save(sd, os.path.join(d, "small_zip.bin"))
+    torch_save(sd, os.path.join(d, "small_legacy.bin"), legacy=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data", "ckpt"))
@@ -464,6 +480,7 @@ def main(argv=None):
         "_class_name": "PNDMPipeline", "_diffusers_version": "0.30.3",
         "scheduler": ["diffusers", "PNDMScheduler"], "unet": ["diffusers", "UNet2DModel"]})
     make_hostile(os.path.join(out, "hostile"), os.path.join(out, "model_bin_zip"))
+    make_small(os.path.join(out, "small"))
     shutil.rmtree(tmp)
 
     # ---- the cases: how diffusers loads each, and what pndm-gen is given ----

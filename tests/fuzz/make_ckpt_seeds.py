@@ -21,7 +21,7 @@ def out(target, name, data):
 
 
 def main():
-    files = sorted(glob.glob(os.path.join(CK, "*", "*.bin")) + glob.glob(os.path.join(CK, "hostile", "*.bin")))
+    files = sorted(glob.glob(os.path.join(CK, "*", "*.bin")))
     for path in files:
         if os.path.getsize(path) > 200_000:
             continue
