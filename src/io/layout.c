@@ -292,7 +292,10 @@ static pndm_status hub_snapshot(const char *repo, const char *revision, char **s
             return s;
         }
         size_t len = 0;
-        pndm_status s = pndm_read_file(ref, 4096, &commit, &len, err);
+        char *root = realpath(repo, NULL);
+        pndm_status s = root ? lay_check_inside(root, ref, err) : PNDM_OK;
+        free(root);
+        if (!s) s = pndm_read_file(ref, 4096, &commit, &len, err);
         free(refs);
         free(ref);
         if (s) return s;
@@ -468,7 +471,8 @@ static pndm_status check_index(const char *index, pndm_error *err) {
 /* a pipeline folder: components from their subfolders, else from the folder itself */
 static pndm_status pipeline_dir(const char *dir, const char *index, const char *variant, lay_model *m,
                                 pndm_error *err) {
-    pndm_status s = check_index(index, err);
+    pndm_status s = m->root ? lay_check_inside(m->root, index, err) : PNDM_OK;
+    if (!s) s = check_index(index, err);
     if (s) return s;
     char *unet = join(dir, "unet");
     char *sched = join(dir, "scheduler");
