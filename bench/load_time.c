@@ -1,6 +1,8 @@
-/* Model load time: pndm_model_load + pndm_model_free of each model given, RUNS times, median and
- * min in milliseconds; --cold drops the page cache of the model's files before every run
- * (posix_fadvise DONTNEED on each file under the path, no root needed, nothing else evicted).
+/* Model load time: pndm_model_load + pndm_model_free of each model given, RUNS rounds with the
+ * models interleaved (round-robin, so a busy machine slows them alike); wall and CPU (user + sys)
+ * milliseconds, median and min. --cold drops the page cache of each model's files before every
+ * load (posix_fadvise DONTNEED on every file under the path, symlinks followed; no root needed,
+ * nothing else evicted).
  *   load_time [--cold] RUNS MODEL...        (bench/load_time.py builds and runs it) */
 #define _XOPEN_SOURCE 700
 #include "pndm.h"
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +22,6 @@ static int drop(const char *path, const struct stat *sb, int type, struct FTW *f
     if (type != FTW_F) return 0;
     int fd = open(path, O_RDONLY);
     if (fd >= 0) {
-        fdatasync(fd);
         posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         close(fd);
     }
@@ -31,6 +33,13 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double cpu_ms(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return 1e3 * ((double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec) +
+           1e-3 * ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec);
+}
+
 int main(int argc, char **argv) {
     int a = 1, cold = 0;
     if (a < argc && strcmp(argv[a], "--cold") == 0) cold = 1, a++;
@@ -38,30 +47,37 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: load_time [--cold] RUNS MODEL...\n");
         return 2;
     }
-    int runs = atoi(argv[a++]);
+    const int runs = atoi(argv[a++]), n = argc - a;
     if (runs < 1 || runs > 1000) return 2;
-    for (; a < argc; a++) {
-        double *t = malloc((size_t)runs * sizeof *t);
-        size_t params = 0;
-        for (int r = 0; r < runs; r++) {
-            if (cold) nftw(argv[a], drop, 16, 0); /* follows symlinks: Hub blobs too */
+    double *wall = calloc((size_t)(runs * n), sizeof *wall), *cpu = calloc((size_t)(runs * n), sizeof *cpu);
+    size_t *params = calloc((size_t)n, sizeof *params);
+    for (int r = 0; r < runs; r++)
+        for (int k = 0; k < n; k++) {
+            if (cold) nftw(argv[a + k], drop, 16, 0);
             struct timespec t0, t1;
             pndm_model *m = NULL;
             pndm_error err;
+            double c0 = cpu_ms();
             clock_gettime(CLOCK_MONOTONIC, &t0);
-            if (pndm_model_load(argv[a], &m, &err)) {
+            if (pndm_model_load(argv[a + k], &m, &err)) {
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
             }
-            params = pndm_model_param_count(m);
+            params[k] = pndm_model_param_count(m);
             pndm_model_free(m);
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            t[r] = 1e3 * ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+            wall[k * runs + r] = 1e3 * ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+            cpu[k * runs + r] = cpu_ms() - c0;
         }
-        qsort(t, (size_t)runs, sizeof *t, cmp);
-        printf("%s\t%s\t%zu params\tmedian %.1f ms\tmin %.1f ms\tmax %.1f ms\t(%d runs)\n", argv[a], cold ? "cold" : "warm",
-               params, t[runs / 2], t[0], t[runs - 1], runs);
-        free(t);
+    for (int k = 0; k < n; k++) {
+        double *w = wall + k * runs, *c = cpu + k * runs;
+        qsort(w, (size_t)runs, sizeof *w, cmp);
+        qsort(c, (size_t)runs, sizeof *c, cmp);
+        printf("%s\t%s\t%zu params\twall median %.1f ms (min %.1f)\tcpu median %.1f ms (min %.1f)\t%d runs\n",
+               argv[a + k], cold ? "cold" : "warm", params[k], w[runs / 2], w[0], c[runs / 2], c[0], runs);
     }
+    free(wall);
+    free(cpu);
+    free(params);
     return 0;
 }

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(HERE)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--models-dir", default=os.path.join(ROOT, "build-bench", "models"))
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()

@@ -61,8 +61,11 @@ const zip_entry *zip_find(const zip_archive *z, const char *name);
 const zip_entry *zip_find_in(const zip_archive *z, const char *rel);
 /* CRC-32 of the entry's data against the central directory's (once per entry). */
 pndm_status zip_check_crc(const zip_archive *z, const zip_entry *e, pndm_error *err);
-/* CRC-32 (ISO-HDLC, the zip polynomial) of n bytes, continuing from crc (start with 0). */
+/* CRC-32 (ISO-HDLC, the zip polynomial) of n bytes, continuing from crc (start with 0): carry-less
+ * multiplication (PCLMULQDQ) where the CPU has it, else slice-by-8 tables; the same value either
+ * way (zip_crc32_portable: the tables alone, for tests). */
 uint32_t zip_crc32(uint32_t crc, const void *p, size_t n);
+uint32_t zip_crc32_portable(uint32_t crc, const void *p, size_t n);
 /* "PK\3\4" or "PK\5\6" at the start: a zip archive by its magic. */
 int zip_looks_like(const void *buf, size_t size);
 
