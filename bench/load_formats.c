@@ -3,7 +3,7 @@
  * milliseconds, median and min. --cold drops the page cache of each model's files before every
  * load (posix_fadvise DONTNEED on every file under the path, symlinks followed; no root needed,
  * nothing else evicted).
- *   load_time [--cold] RUNS MODEL...        (bench/load_time.py builds and runs it) */
+ *   load_formats [--cold] RUNS MODEL...        (bench/load_formats.py builds and runs it) */
 #define _XOPEN_SOURCE 700
 #include "pndm.h"
 
@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     int a = 1, cold = 0;
     if (a < argc && strcmp(argv[a], "--cold") == 0) cold = 1, a++;
     if (argc - a < 2) {
-        fprintf(stderr, "usage: load_time [--cold] RUNS MODEL...\n");
+        fprintf(stderr, "usage: load_formats [--cold] RUNS MODEL...\n");
         return 2;
     }
     const int runs = atoi(argv[a++]), n = argc - a;

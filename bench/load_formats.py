@@ -35,8 +35,8 @@ def main():
             shutil.copy(os.path.join(src, "config.json"), d)
             torch.save(sd, os.path.join(d, "diffusion_pytorch_model.bin"), _use_new_zipfile_serialization=not legacy)
         out[kind] = d
-    exe = os.path.join(a.build, "load_time")
-    subprocess.check_call(["cc", "-O2", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, "load_time.c"),
+    exe = os.path.join(a.build, "load_formats")
+    subprocess.check_call(["cc", "-O2", "-I", os.path.join(ROOT, "include"), os.path.join(HERE, "load_formats.c"),
                            os.path.join(a.build, "libpndm.a"), "-lpng", "-lcjson", "-lm", "-lpthread", "-o", exe])
     models = [src, out["bin"], out["bin_legacy"]]
     for f in models:
