@@ -31,7 +31,7 @@ while IFS='|' read -r name env model flags how; do
   case "$name" in ''|'#'*) continue;; esac
   m="$model"; [ -e "$D/$model" ] && m="$D/$model"
   envs=(); [ -n "$env" ] && envs=("${env//\{D\}/$D}")
-  rm -f "$T/o/img.npy" "$T/o/lat.npy"
+  rm -f "$T/o"/*
   # shellcheck disable=SC2086
   if ! env "${envs[@]}" "$GEN" -q -t 1 -m "$m" $flags -o "$T/o/img.npy" --latents "$T/o/lat.npy" >/dev/null 2>"$T/err"; then
     bad "$name: pndm-gen failed: $(head -c 400 "$T/err")"; continue
@@ -47,14 +47,14 @@ mkdir -p "$T/home/.cache/huggingface" "$T/xdg/huggingface"
 ln -s "$D/hub" "$T/home/.cache/huggingface/hub"
 ln -s "$D/hub" "$T/xdg/huggingface/hub"
 for e in "HOME=$T/home" "XDG_CACHE_HOME=$T/xdg" "HUGGINGFACE_HUB_CACHE=$D/hub"; do
-  rm -f "$T/o/lat.npy"
+  rm -f "$T/o"/*
   if env "$e" "$GEN" -q -t 1 -m pndm-test/tiny-ddpm -n 10 -b 2 -s 1 -o "$T/o/img.npy" --latents "$T/o/lat.npy" \
        >/dev/null 2>"$T/err" && "$CMP" --compare "$T/o/lat.npy" "$D/ref/hub_id/final_latents.npy" 1e-5 0 >/dev/null; then
     ok
   else bad "Hub id through $e: $(head -c 300 "$T/err")"; fi
 done
 # pndm-unet takes the same models
-rm -f "$T/o/eps.npy"
+rm -f "$T/o"/*
 if HF_HUB_CACHE="$D/hub" "$UNET" -m pndm-test/tiny-ddpm --revision v2 --variant fp16 -x "$D/ref/hub_id/final_latents.npy" \
      --timestep 10 -o "$T/o/eps.npy" >/dev/null 2>"$T/err" && [ -s "$T/o/eps.npy" ]; then ok; else bad "pndm-unet with a Hub id: $(head -c 300 "$T/err")"; fi
 
@@ -62,14 +62,14 @@ if HF_HUB_CACHE="$D/hub" "$UNET" -m pndm-test/tiny-ddpm --revision v2 --variant 
 # expect_refused NAME CODE REGEX -- command...   (runs in $T/cwd, where a payload would leave CANARY_*)
 expect_refused() {
   local name=$1 code=$2 re=$3; shift 4
-  rm -f "$T/o/out.png" "$T/stderr"
+  rm -f "$T/o"/* "$T/stderr"
   (cd "$T/cwd" && timeout -k 5 20 "$@" >/dev/null 2>"$T/stderr" </dev/null)
   local rc=$?
   local msg; msg=$(grep -Ev "^Try 'pndm-(gen|unet) --help'\.\$" "$T/stderr")
   if [ "$rc" != "$code" ]; then bad "$name: exit $rc, expected $code: $(head -c 300 "$T/stderr")"; return; fi
   if [ "$(printf '%s' "$msg" | grep -c '')" != 1 ]; then bad "$name: not one message line: $(head -c 300 "$T/stderr")"; return; fi
   if ! printf '%s' "$msg" | grep -Eq -- "$re"; then bad "$name: message does not match /$re/: $msg"; return; fi
-  if [ -e "$T/o/out.png" ] || ls "$T/o"/*.tmp.* >/dev/null 2>&1; then bad "$name: left an output"; return; fi
+  if [ -n "$(ls -A "$T/o")" ]; then bad "$name: left an output: $(ls -A "$T/o")"; return; fi
   if ls "$T/cwd"/CANARY_* "$T"/CANARY_* /tmp/CANARY_* >/dev/null 2>&1; then bad "$name: A PAYLOAD RAN (canary file exists)"; return; fi
   ok
   if [ -n "${CKPT_VERBOSE:-}" ]; then printf 'ok %-26s %s\n' "$name" "$msg"; fi
@@ -121,7 +121,7 @@ EOF
 for p in reduce_os_system reduce_eval reduce_popen; do
   mkdir -p "$T/m_$p"; cp "$H/config.json" "$T/m_$p/"; cp "$H/$p.bin" "$T/m_$p/diffusion_pytorch_model.bin"
   expect_refused "$p in a model folder" 3 "diffusion_pytorch_model\.bin: .*global .* is not allowed" -- "$GEN" "${G[@]}" -m "$T/m_$p"
-  expect_refused "$p via pndm-unet" 3 "is not allowed" -- "$UNET" -m "$T/m_$p" -x "$D/ref/hub_id/final_latents.npy" --timestep 1 -o "$T/o/out.png"
+  expect_refused "$p via pndm-unet" 3 "is not allowed" -- "$UNET" -m "$T/m_$p" -x "$D/ref/hub_id/final_latents.npy" --timestep 1 -o "$T/o/out.npy"
 done
 
 # ---- 3. locations ---------------------------------------------------------------------------

@@ -29,8 +29,9 @@
 #define MODEL_MAX_JSON ((size_t)16 << 20) /* config files larger than 16 MiB are refused */
 
 struct pndm_model {
-    char *path;       /* as given (file, folder or buffer name) */
-    tt_table weights; /* the tensor table (a mapping or the caller's buffer) */
+    char *path;              /* as given (file, folder or buffer name) */
+    tt_table weights;        /* the tensor table (a mapping or the caller's buffer) */
+    char weights_sha256[65]; /* the table's content hash (tt_scan), computed once at load */
     unet_net net;
     char *scheduler_json; /* NULL if none */
     char *scheduler_source;
@@ -67,9 +68,10 @@ static pndm_status finish_load(pndm_model *m, const char *cfg_json, size_t cfg_l
     if (st) return st;
     st = unet_build(&m->net, &cfg, cfg_source, err);
     if (st) return st;
-    /* NaN/Inf weights are refused naming the tensor (the scan releases each tensor's pages, so
-     * the file is never resident all at once), then every tensor is bound and packed. */
-    st = tt_check_finite(&m->weights, err);
+    /* NaN/Inf weights are refused naming the tensor and the weights are hashed in the same pass
+     * (the scan releases each tensor's pages, so the file is never resident all at once), then
+     * every tensor is bound and packed. */
+    st = tt_scan(&m->weights, pndm_default_threads(), m->weights_sha256, err);
     if (!st) st = unet_bind(&m->net, &m->weights, err);
     return st;
 }
@@ -212,6 +214,7 @@ int pndm_model_out_channels(const pndm_model *m) { return m->net.cfg.out_channel
 int pndm_model_sample_size(const pndm_model *m) { return m->net.cfg.sample_size; }
 size_t pndm_model_param_count(const pndm_model *m) { return m->net.param_floats; }
 const char *pndm_model_path(const pndm_model *m) { return m->path; }
+const char *pndm_model_sha256(const pndm_model *m) { return m->weights_sha256; }
 
 const char *model_scheduler_json(const pndm_model *m, const char **source) {
     if (source) *source = m->scheduler_source;
