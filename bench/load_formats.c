@@ -37,7 +37,7 @@ static double cpu_ms(void) {
     struct rusage u;
     getrusage(RUSAGE_SELF, &u);
     return 1e3 * ((double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec) +
-           1e-3 * ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec);
+        1e-3 * ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec);
 }
 
 int main(int argc, char **argv) {
