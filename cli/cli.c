@@ -211,6 +211,10 @@ const cli_env_var cli_env_vars[] = {
      "avx512, avx2 or generic: cap the kernel path (as --kernel, which overrides it; outputs differ across "
      "paths by float rounding; see --compare --tolerance)"},
     {"PNDM_WINOGRAD", "0: direct 3x3 convolutions instead of Winograd (for comparisons)"},
+    {"HF_HUB_CACHE",
+     "the Hugging Face cache a Hub id (-m ORG/NAME) is read from, never downloaded (default: $HF_HOME/hub, "
+     "else ~/.cache/huggingface/hub; fill it with 'huggingface-cli download ORG/NAME')"},
+    {"HF_HOME", "the Hugging Face home; its hub/ folder is the cache when HF_HUB_CACHE is not set"},
 };
 const int cli_n_env_vars = (int)(sizeof cli_env_vars / sizeof cli_env_vars[0]);
 

@@ -30,6 +30,8 @@
 
 enum {
     OPT_MODEL,
+    OPT_REVISION,
+    OPT_VARIANT,
     OPT_STEPS,
     OPT_BATCH,
     OPT_SEED,
@@ -61,8 +63,11 @@ enum {
 };
 
 static const cli_opt OPTS[] = {
-    {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
-     "model: pndm .safetensors file, diffusers model folder or pipeline folder"},
+    {OPT_MODEL, 'm', "model", "PATH|ORG/NAME", "bundled Fashion-MNIST model",
+     "a .safetensors/.bin file, a diffusers model or pipeline folder, or a Hub id from the local Hugging Face cache"},
+    {OPT_REVISION, 0, "revision", "REV", "main", "Hub ids: a branch under refs/ or a commit hash"},
+    {OPT_VARIANT, 0, "variant", "NAME", "none",
+     "weights variant: diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
     {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
     {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
@@ -117,7 +122,8 @@ static const cli_page PAGE = {
     "pndm-gen -b 8 -s 1 -o 'img_%03d.png' --json\n"
     "pndm-gen --info out-0.png                                # the stored parameters\n"
     "pndm-gen --reproduce out-0.png                           # regenerate and compare\n"
-    "pndm-gen --compare new/ golden/ --tolerance 1 --diff-image diffs/",
+    "pndm-gen --compare new/ golden/ --tolerance 1 --diff-image diffs/\n"
+    "pndm-gen -m google/ddpm-cifar10-32 -b 4 -o cifar.png      # from the Hugging Face cache",
     "Outputs are written to a temporary file and renamed into place: a failed or interrupted run never leaves a "
     "partial file. An existing output is refused before the run unless --overwrite is given; outputs that are the "
     "same file (however the paths spell it) are refused; a device, FIFO or directory is never replaced."};
@@ -268,7 +274,7 @@ static long long mem_available_bytes(void) {
 /* Stage: parse.                                                                             */
 
 typedef struct {
-    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
+    const char *model_path, *revision, *variant, *sched_path, *output, *latents_path, *noise_path, *info_path;
     const char *reproduce_path, *compare_a, *compare_b, *diff_dir;
     const char *kernel, *gemm; /* --kernel, --gemm (NULL: not given) */
     long long steps, batch, threads;
@@ -286,6 +292,8 @@ static const char *const METADATA_NAMES[] = {"none", "minimal", "full"};
 static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
     switch (o->id) {
     case OPT_MODEL: a->model_path = val; break;
+    case OPT_REVISION: a->revision = val; break;
+    case OPT_VARIANT: a->variant = val; break;
     case OPT_STEPS:
         if (!cli_parse_i64(val, 1, 100000, &a->steps))
             return cli_usage_error(
@@ -790,6 +798,8 @@ static int stage_load(gen_run *r) {
     pndm_model_params mp = pndm_model_default_params();
     if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
+    mp.revision = a->revision;
+    mp.variant = a->variant;
     if (pndm_model_load_ex(r->model_path, &mp, &r->model, &err)) return cli_fail(err.code, "%s", err.msg);
     r->t_load = cli_now_s() - t0;
     if (r->expect_sha256 && strcmp(r->expect_sha256, pndm_model_sha256(r->model)))

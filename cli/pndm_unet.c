@@ -21,6 +21,8 @@
 
 enum {
     OPT_MODEL,
+    OPT_REVISION,
+    OPT_VARIANT,
     OPT_SAMPLE,
     OPT_TIMESTEP,
     OPT_TIMESTEPS,
@@ -38,8 +40,12 @@ enum {
 };
 
 static const cli_opt OPTS[] = {
-    {OPT_MODEL, 'm', "model", "PATH", "required",
-     "pndm .safetensors, diffusers model or pipeline folder, or diffusers .safetensors with config.json beside it"},
+    {OPT_MODEL, 'm', "model", "PATH|ORG/NAME", "required",
+     "a .safetensors/.bin file, a diffusers model or pipeline folder, or a Hub id from the local Hugging Face "
+     "cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub; never downloaded)"},
+    {OPT_REVISION, 0, "revision", "REV", "main", "Hub ids: a branch under refs/ or a commit hash"},
+    {OPT_VARIANT, 0, "variant", "NAME", "none",
+     "weights variant: diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
     {OPT_SAMPLE, 'x', "sample", "FILE.npy", "required", "input sample, float32 (B, C, H, W)"},
     {OPT_TIMESTEP, 0, "timestep", "T", "", "one timestep for every batch element (integer or float, used as given)"},
     {OPT_TIMESTEPS, 0, "timesteps", "FILE.npy", "",
@@ -86,7 +92,7 @@ static void print_help(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *sample, *timesteps, *output, *kernel, *gemm;
+    const char *model, *revision, *variant, *sample, *timesteps, *output, *kernel, *gemm;
     int has_t;
     double t;
     int threads; /* 0: default */
@@ -102,6 +108,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         if (!o) return PNDM_ERR_USAGE;
         switch (o->id) {
         case OPT_MODEL: a->model = val; break;
+        case OPT_REVISION: a->revision = val; break;
+        case OPT_VARIANT: a->variant = val; break;
         case OPT_SAMPLE: a->sample = val; break;
         case OPT_TIMESTEP:
             if (!cli_parse_double(val, &a->t)) return cli_usage_error("--timestep: '%s' is not a finite number", val);
@@ -165,6 +173,8 @@ static int run(const cli_args *a) {
     pndm_model_params mp = pndm_model_default_params();
     if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
+    mp.revision = a->revision;
+    mp.variant = a->variant;
     if (pndm_model_load_ex(a->model, &mp, &m, &err) != PNDM_OK) {
         rc = cli_fail(err.code, "%s", err.msg);
         goto done;

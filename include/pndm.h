@@ -159,10 +159,17 @@ void pndm_sampler_reset(pndm_sampler *s);
 
 typedef struct pndm_model pndm_model;
 
-/* Load from: a pndm single-file model (.safetensors with the config in __metadata__), a
- * diffusers model folder (config.json + diffusion_pytorch_model.safetensors), a diffusers
- * pipeline folder (model_index.json + unet/ + scheduler/), or a diffusers .safetensors file
- * with config.json beside it. Everything is validated before use. */
+/* Load from what diffusers loads a UNet2DModel from, found offline as diffusers and
+ * huggingface_hub find it: a Hub id ("google/ddpm-cifar10-32", read from the local Hugging Face
+ * cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub; never downloaded), a
+ * cache repository folder (models--ORG--NAME) or snapshot folder, a pipeline folder
+ * (model_index.json; components in unet/ and scheduler/, or at the root as in the google/ddpm-*
+ * repositories), a model folder (config.json + diffusion_pytorch_model.safetensors, .bin, or
+ * their sharded *.index.json), a weights file with config.json beside it (.safetensors or a
+ * PyTorch .bin, zip or legacy format, read by a restricted unpickler that never runs anything),
+ * or a pndm single-file model (.safetensors with the config in __metadata__). Old attention
+ * names (query/key/value/proj_attn) are renamed as diffusers does. Everything is validated
+ * before use. */
 pndm_status pndm_model_load(const char *path, pndm_model **out, pndm_error *err);
 
 /* How a model is found and run; pndm_model_load uses pndm_model_default_params(). The kernel

@@ -1,14 +1,18 @@
-/* Model loader: finds the UNet config, the weights and the scheduler config in one of the four
- * layouts pndm_model_load accepts, then validates in this order (first failure wins):
- *   1. the safetensors file (safetensors.c: header, dtypes, shapes, offsets);
- *   2. the UNet config (unet_config.c: JSON, values, unsupported options);
- *   3. the layer plan (unet.c: norm groups, attention heads);
- *   4. the tensors (unet.c: each present with its shape, no unexpected one, the count).
- * The scheduler config is kept as raw JSON; its parser checks it when it is used. */
+/* Model loader: the glue from what the user names to a bound UNet.
+ *   1. layout (io/layout.c): the path or Hub id -> the weights file(s), config.json and
+ *      scheduler_config.json, as diffusers / huggingface_hub find them offline;
+ *   2. weights (io/weights.c: safetensors, PyTorch .bin zip or legacy, sharded) -> a tensor table;
+ *   3. the state-dict renames diffusers applies at load (keys.c: old attention names);
+ *   4. the UNet config (unet_config.c), the layer plan (unet_build.c), the finite-weights scan,
+ *      then binding: every tensor present with its shape, no unexpected one, the count.
+ * The first failure wins. The scheduler config is kept as raw JSON; its parser checks it when it
+ * is used. */
 #define _GNU_SOURCE
 #include "model.h"
 #include "pndm_io.h"
+#include "layout.h"
 #include "safetensors.h"
+#include "weights.h"
 #include "tensors.h"
 #include "unet.h"
 #include "core.h"
@@ -40,72 +44,21 @@ struct pndm_model {
     unet_ctx *ctx;
 };
 
-/* ---- paths -------------------------------------------------------------------------------- */
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* malloc'ed "a/b" (a may be empty) */
-static char *join(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = malloc(la + lb + 2);
-    if (!s) return NULL;
-    memcpy(s, a, la);
-    size_t o = la;
-    if (la && a[la - 1] != '/') s[o++] = '/';
-    memcpy(s + o, b, lb + 1);
-    return s;
-}
-
-/* malloc'ed directory part of a file path ("." when there is none) */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
+/* ---- files ------------------------------------------------------------------------------- */
 /* Read a JSON file fully (size-limited). */
 static pndm_status read_json_file(const char *path, char **text, size_t *len, pndm_error *err) {
     return pndm_read_file(path, MODEL_MAX_JSON, text, len, err);
 }
 
-/* Keep the scheduler config found at `path` (if the file exists). */
+/* Keep the scheduler config found at `path` as raw JSON (its parser checks it when used). */
 static pndm_status take_scheduler_file(pndm_model *m, const char *path, pndm_error *err) {
-    if (!path || !is_file(path)) return PNDM_OK;
+    if (!path) return PNDM_OK;
     size_t len;
     pndm_status st = read_json_file(path, &m->scheduler_json, &len, err);
     if (st) return st;
     m->scheduler_source = strdup(path);
     if (!m->scheduler_source) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     return PNDM_OK;
-}
-
-/* For a diffusers model folder `dir`: scheduler_config.json in it, else the pipeline layout's
- * ../scheduler/scheduler_config.json when ../model_index.json exists. */
-static pndm_status take_scheduler_beside(pndm_model *m, const char *dir, pndm_error *err) {
-    char *p = join(dir, "scheduler_config.json");
-    char *parent = join(dir, "..");
-    char *index = parent ? join(parent, "model_index.json") : NULL;
-    char *pipe = parent ? join(parent, "scheduler/scheduler_config.json") : NULL;
-    pndm_status st = PNDM_OK;
-    if (!p || !parent || !index || !pipe)
-        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (is_file(p))
-        st = take_scheduler_file(m, p, err);
-    else if (is_file(index))
-        st = take_scheduler_file(m, pipe, err);
-    free(p);
-    free(parent);
-    free(index);
-    free(pipe);
-    return st;
 }
 
 /* ---- shared tail: config text + opened weights -> validated model -------------------------- */
@@ -155,105 +108,24 @@ static int is_pndm_file(const tt_table *f) {
     return fmt && strcmp(fmt, "pndm") == 0;
 }
 
-/* A diffusers safetensors file `weights` with its config.json `config`. */
-static pndm_status load_diffusers(pndm_model *m, const char *weights, const char *config, pndm_error *err) {
-    pndm_status st = st_open(&m->weights, weights, err);
+/* The model `L` names: weights (any format, sharded or not), then the pndm metadata or the
+ * config.json, the state-dict renames diffusers applies, the UNet; the scheduler config raw. */
+static pndm_status load_layout(pndm_model *m, const lay_model *L, pndm_error *err) {
+    pndm_status st =
+        L->sharded ? wt_open_index(&m->weights, L->weights, L->root, err) : wt_open(&m->weights, L->weights, err);
     if (st) return st;
+    if (L->given_file && is_pndm_file(&m->weights)) return load_pndm_meta(m, L->weights, err);
+    if (!L->config)
+        return core_fail(err, PNDM_ERR_MODEL,
+                         "%s: not a pndm model file (no \"format\": \"pndm\" metadata) and no config.json beside it",
+                         L->weights);
     char *text = NULL;
     size_t len = 0;
-    st = read_json_file(config, &text, &len, err);
-    if (!st) st = finish_load(m, text, len, config, err);
+    st = read_json_file(L->config, &text, &len, err);
+    if (!st) st = model_convert_keys(&m->weights, err);
+    if (!st) st = finish_load(m, text, len, L->config, err);
     free(text);
-    return st;
-}
-
-/* A diffusers model folder: config.json + diffusion_pytorch_model.safetensors. */
-static pndm_status load_model_dir(pndm_model *m, const char *dir, pndm_error *err) {
-    char *config = join(dir, "config.json");
-    char *weights = join(dir, "diffusion_pytorch_model.safetensors");
-    char *bin = join(dir, "diffusion_pytorch_model.bin");
-    pndm_status st;
-    if (!config || !weights || !bin)
-        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_file(config))
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: no config.json in the model folder", dir);
-    else if (!is_file(weights) && is_file(bin))
-        st = core_fail(err, PNDM_ERR_MODEL,
-                       "%s: only safetensors weights are supported (found diffusion_pytorch_model.bin)", dir);
-    else if (!is_file(weights))
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: no diffusion_pytorch_model.safetensors in the model folder", dir);
-    else {
-        st = load_diffusers(m, weights, config, err);
-        if (!st) st = take_scheduler_beside(m, dir, err);
-    }
-    free(config);
-    free(weights);
-    free(bin);
-    return st;
-}
-
-/* A pipeline folder: model_index.json naming a UNet2DModel "unet", plus unet/ and scheduler/. */
-static pndm_status load_pipeline_dir(pndm_model *m, const char *dir, const char *index, pndm_error *err) {
-    char *text = NULL;
-    size_t len = 0;
-    pndm_status st = read_json_file(index, &text, &len, err);
-    if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return core_fail(err, PNDM_ERR_MODEL, "%s: not a valid JSON object", index);
-    }
-    const cJSON *unet = cJSON_GetObjectItemCaseSensitive(root, "unet");
-    const cJSON *cls = cJSON_IsArray(unet) && cJSON_GetArraySize(unet) == 2 ? cJSON_GetArrayItem(unet, 1) : NULL;
-    if (!unet)
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: the pipeline has no 'unet' component", index);
-    else if (!cJSON_IsString(cls))
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: 'unet' must be [library, class name]", index);
-    else if (strcmp(cls->valuestring, "UNet2DModel") != 0)
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: unet class '%s' is not supported (only UNet2DModel)", index,
-                       cls->valuestring);
-    cJSON_Delete(root);
-    if (st) return st;
-    char *unet_dir = join(dir, "unet");
-    char *sched = join(dir, "scheduler/scheduler_config.json");
-    if (!unet_dir || !sched)
-        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", dir);
-    else if (!is_dir(unet_dir))
-        st = core_fail(err, PNDM_ERR_MODEL, "%s: pipeline folder without unet/", dir);
-    else {
-        /* load_model_dir looks for unet/scheduler_config.json, then ../scheduler/ */
-        st = load_model_dir(m, unet_dir, err);
-        if (!st && !m->scheduler_json) st = take_scheduler_file(m, sched, err);
-    }
-    free(unet_dir);
-    free(sched);
-    return st;
-}
-
-/* A .safetensors file: a pndm single file, or diffusers weights with config.json beside them. */
-static pndm_status load_file(pndm_model *m, const char *path, pndm_error *err) {
-    pndm_status st = st_open(&m->weights, path, err);
-    if (st) return st;
-    if (is_pndm_file(&m->weights)) return load_pndm_meta(m, path, err);
-    char *dir = dir_of(path);
-    char *config = dir ? join(dir, "config.json") : NULL;
-    if (!dir || !config)
-        st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
-    else if (!is_file(config))
-        st = core_fail(err, PNDM_ERR_MODEL,
-                       "%s: not a pndm model file (no \"format\": \"pndm\" metadata) and no config.json beside it",
-                       path);
-    else {
-        char *text = NULL;
-        size_t len = 0;
-        st = read_json_file(config, &text, &len, err);
-        if (!st) st = finish_load(m, text, len, config, err);
-        free(text);
-        if (!st) st = take_scheduler_beside(m, dir, err);
-    }
-    free(dir);
-    free(config);
+    if (!st) st = take_scheduler_file(m, L->scheduler, err);
     return st;
 }
 
@@ -318,30 +190,20 @@ pndm_status pndm_model_load_ex(const char *path, const pndm_model_params *params
     if (!params) params = &defaults;
     *out = NULL;
     if (!path || !*path) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: empty model path");
-    struct stat sb;
-    if (stat(path, &sb) != 0) return core_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     op_kernels kern;
     pndm_status st = kernels_from_params(params, &kern, err);
     if (st) return st;
+    lay_model L;
+    st = lay_resolve(path, params->revision, params->variant, &L, err);
+    if (st) return st;
     pndm_model *m = model_new(path);
-    if (!m) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
-    m->kern = kern;
-    if (S_ISDIR(sb.st_mode)) {
-        char *index = join(path, "model_index.json");
-        char *config = join(path, "config.json");
-        if (!index || !config)
-            st = core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
-        else if (is_file(index))
-            st = load_pipeline_dir(m, path, index, err);
-        else if (is_file(config))
-            st = load_model_dir(m, path, err);
-        else
-            st = core_fail(err, PNDM_ERR_MODEL, "%s: not a model folder (no config.json or model_index.json)", path);
-        free(index);
-        free(config);
-    } else {
-        st = load_file(m, path, err);
+    if (!m) {
+        lay_free(&L);
+        return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
     }
+    m->kern = kern;
+    st = load_layout(m, &L, err);
+    lay_free(&L);
     if (st) {
         pndm_model_free(m);
         return st;

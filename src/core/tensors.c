@@ -114,6 +114,35 @@ pndm_status tt_rename(tt_table *t, int i, const char *name, pndm_error *err) {
     return PNDM_OK;
 }
 
+pndm_status tt_merge(tt_table *dst, tt_table *src, pndm_error *err) {
+    if (src->n_tensors) {
+        if (dst->n_tensors + src->n_tensors > dst->cap_tensors) {
+            int cap = dst->n_tensors + src->n_tensors;
+            tt_tensor *n = realloc(dst->tensors, (size_t)cap * sizeof *n);
+            if (!n) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", tt_src(dst));
+            dst->tensors = n;
+            dst->cap_tensors = cap;
+        }
+        memcpy(dst->tensors + dst->n_tensors, src->tensors, (size_t)src->n_tensors * sizeof *src->tensors);
+        dst->n_tensors += src->n_tensors;
+        src->n_tensors = 0; /* the names now belong to dst */
+    }
+    if (src->n_regions) {
+        tt_region *r = realloc(dst->regions, (size_t)(dst->n_regions + src->n_regions) * sizeof *r);
+        if (!r) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", tt_src(dst));
+        dst->regions = r;
+        memcpy(dst->regions + dst->n_regions, src->regions, (size_t)src->n_regions * sizeof *r);
+        dst->n_regions += src->n_regions;
+        src->n_regions = 0;
+    }
+    for (int i = 0; i < src->n_meta; i++)
+        if (!tt_meta(dst, src->meta_keys[i])) {
+            pndm_status s = tt_set_meta(dst, src->meta_keys[i], src->meta_values[i], err);
+            if (s) return s;
+        }
+    return PNDM_OK;
+}
+
 pndm_status tt_set_meta(tt_table *t, const char *key, const char *value, pndm_error *err) {
     char q[160];
     for (int k = 0; k < t->n_meta; k++)

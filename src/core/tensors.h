@@ -12,7 +12,9 @@
  *
  * A tensor's data is contiguous (C order) and little-endian, possibly unaligned; it points into
  * memory the table owns (a read-only mapping, or a buffer a reader made, e.g. for a strided view)
- * or that the caller keeps alive (a memory buffer given to a reader). */
+ * or that the caller keeps alive (a memory buffer given to a reader). Several tensors may point
+ * into the same bytes (a PyTorch storage shared by views): the table never writes through them.
+ * One table may own several mappings (the shards of a sharded checkpoint, tt_merge). */
 #ifndef PNDM_TENSORS_H
 #define PNDM_TENSORS_H
 
@@ -67,8 +69,11 @@ pndm_status tt_own_mapping(tt_table *t, void *addr, size_t size, pndm_error *err
 pndm_status tt_own_buffer(tt_table *t, void *buf, size_t size, pndm_error *err);
 /* Sort by name; a name given twice is refused naming it (PNDM_ERR_MODEL). */
 pndm_status tt_finish(tt_table *t, pndm_error *err);
-/* Rename tensor `i` (before tt_finish). */
+/* Rename tensor `i`. After a tt_finish, call tt_finish again (it re-sorts; tt_find needs it). */
 pndm_status tt_rename(tt_table *t, int i, const char *name, pndm_error *err);
+/* Move every tensor, metadata entry and owned region of `src` into `dst` (shards of one model);
+ * src is left empty. Call tt_finish(dst) afterwards (it refuses a name found in two shards). */
+pndm_status tt_merge(tt_table *dst, tt_table *src, pndm_error *err);
 
 const tt_tensor *tt_find(const tt_table *t, const char *name);
 const char *tt_meta(const tt_table *t, const char *key);

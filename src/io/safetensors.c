@@ -6,6 +6,7 @@
 #include "safetensors.h"
 #include "core.h"
 #include "tensors.h"
+#include "weights.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -339,36 +340,12 @@ pndm_status st_parse(tt_table *f, const void *buf, size_t size, const char *name
 
 pndm_status st_open(tt_table *f, const char *path, pndm_error *err) {
     memset(f, 0, sizeof *f);
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below) */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return core_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        pndm_status s = core_fail(err, PNDM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return s;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return core_fail(err, PNDM_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-        close(fd);
-        return core_fail(err, PNDM_ERR_IO, "%s: file too large to map", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = NULL;
-    if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            pndm_status s = core_fail(err, PNDM_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
-            close(fd);
-            return s;
-        }
-    }
-    close(fd);
+    void *map;
+    size_t size;
+    pndm_status s = wt_map_file(path, &map, &size, err);
+    if (s) return s;
     static const unsigned char empty[1] = {0};
-    pndm_status s = st_parse(f, map ? map : empty, size, path, err);
+    s = st_parse(f, map ? map : empty, size, path, err);
     if (s != PNDM_OK) {
         if (map) munmap(map, size);
         return s;

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=$PWD
-TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode"
+TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode zip pickle"
 B=${FUZZ_BUILD:-build-fuzz}
 NICE=${FUZZ_NICE:-10}
 
@@ -34,7 +34,18 @@ dict_for() {
   case "$1" in
     png_*) echo "$SRC/tests/fuzz/png.dict";;
     npy) echo "$SRC/tests/fuzz/npy.dict";;
+    zip) echo "$SRC/tests/fuzz/zip.dict";;
+    pickle) echo "$SRC/tests/fuzz/pickle.dict";;
     *) echo "$SRC/tests/fuzz/json.dict";;
+  esac
+}
+
+# per-target extra options: the checkpoint readers run several parses per input, so keep inputs
+# small (the committed seeds include tiny real torch files; larger seeds are truncated)
+extra_for() {
+  case "$1" in
+    zip|pickle) echo "-max_len=8192";;
+    *) echo "";;
   esac
 }
 
@@ -46,7 +57,7 @@ fuzz_one() {
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   TMPDIR=${TMPDIR:-/tmp} \
     nice -n "$NICE" "$B/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
-      -malloc_limit_mb=1024 -report_slow_units=2 -print_final_stats=1 -dict="$(dict_for "$t")" \
+      -malloc_limit_mb=1024 -report_slow_units=2 -print_final_stats=1 -dict="$(dict_for "$t")" $(extra_for "$t") \
       -artifact_prefix="$art/" "$work" "$SRC/tests/fuzz/corpus/$t" >"$log" 2>&1 || true
   local execs; execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   local found=0
