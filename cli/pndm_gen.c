@@ -7,6 +7,7 @@
 #include "pndm.h"
 #include "pndm_io.h"
 #include "cli.h"
+#include "sampleset.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -44,6 +45,13 @@ enum {
     OPT_VERBOSE,
     OPT_JSON,
     OPT_INFO,
+    /* sample sets (cli/sampleset.c) */
+    OPT_NUM_IMAGES,
+    OPT_START_INDEX,
+    OPT_SKIP_EXISTING,
+    OPT_SHARD,
+    OPT_NPZ,
+    OPT_MANIFEST,
     OPT_HELP,
     OPT_VERSION
 };
@@ -52,7 +60,7 @@ static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
      "model: pndm .safetensors file, diffusers model folder or pipeline folder"},
     {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
-    {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
+    {OPT_BATCH, 'b', "batch", "N", "1", "number of images (with --num-images: images per UNet call, default 16)"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
     {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off",
      "one generator per image, seeded seed+i (diffusers' generator list)"},
@@ -68,6 +76,16 @@ static const cli_opt OPTS[] = {
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "more detail on stderr (model, kernels, memory)"},
     {OPT_JSON, 0, "json", NULL, "off", "print a machine-readable summary on stdout"},
     {OPT_INFO, 0, "info", "FILE.png", "", "print the generation parameters stored in a PNG and exit"},
+    {OPT_NUM_IMAGES, 'N', "num-images", "N", "",
+     "a sample set: N images in chunks of --batch, image i seeded seed+i (= -b 1 -s seed+i), -o 'DIR/%05d.png' "
+     "or FILE.npz; under mpirun spread over the ranks"},
+    {OPT_START_INDEX, 0, "start-index", "K", "0", "with -N: number the set's images from K (seeds seed+K...)"},
+    {OPT_SKIP_EXISTING, 0, "skip-existing", NULL, "off",
+     "with -N: keep the images of this set already written (checked), make the rest: resumes a stopped run"},
+    {OPT_SHARD, 0, "shard", "K/R", "", "with -N: make only part K (0-based) of R of the set (Slurm arrays, xargs)"},
+    {OPT_NPZ, 0, "npz", "FILE.npz", "", "with -N and PNGs: also pack the set into FILE.npz (arr_0, uint8 N,H,W,C)"},
+    {OPT_MANIFEST, 0, "manifest", "FILE.jsonl", "next to the set",
+     "with -N: where the manifest goes (one JSON line per image: index, seed, file, sha256)"},
     {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
     {OPT_VERSION, 0, "version", NULL, "", "print the version and exit"},
 };
@@ -87,7 +105,10 @@ static void print_help(FILE *f) {
             "  pndm-gen --steps 50 --batch 4 --seed 42 -o out.png     # out-0.png .. out-3.png\n"
             "  pndm-gen -b 16 -s 7 --grid -o grid.png\n"
             "  pndm-gen -b 8 -s 1 -o 'img_%%03d.png' --json\n"
-            "  pndm-gen --info out-0.png                                # read the parameters back\n");
+            "  pndm-gen --info out-0.png                                # read the parameters back\n"
+            "  pndm-gen -N 2000 -b 64 -s 0 -o 'fid/%%05d.png'             # a sample set (+ fid/manifest.jsonl)\n"
+            "  pndm-gen -N 2000 -b 64 -s 0 -o 'fid/%%05d.png' --skip-existing   # finish it after a stop\n"
+            "  mpirun -n 4 pndm-gen -N 50000 -b 16 -s 0 -o set.npz     # over MPI ranks, one .npz\n");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -252,6 +273,8 @@ typedef struct {
     long long steps, batch, threads;
     uint64_t seed;
     int seed_given, per_image, skip_prk, grid, json;
+    int batch_given;
+    ss_args set; /* -N and the other sample-set options */
 } cli_args;
 
 static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
@@ -275,6 +298,7 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_BATCH:
             if (!cli_parse_i64(val, 1, 1 << 20, &a->batch))
                 return cli_usage_error("invalid --batch '%s': expected an integer from 1 to 1048576", val);
+            a->batch_given = 1;
             break;
         case OPT_SEED:
             if (!strcmp(val, "-1") || !strcmp(val, "random")) {
@@ -301,6 +325,21 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_VERBOSE: g_verbose = 1; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_INFO: a->info_path = val; break;
+        case OPT_NUM_IMAGES:
+            if (!cli_parse_i64(val, 1, SS_MAX_IMAGES, &a->set.num_images))
+                return cli_usage_error("invalid --num-images '%s': expected an integer from 1 to %lld", val,
+                                       SS_MAX_IMAGES);
+            break;
+        case OPT_START_INDEX:
+            if (!cli_parse_i64(val, 0, 1LL << 53, &a->set.start_index))
+                return cli_usage_error("invalid --start-index '%s': expected an integer from 0 to 2^53", val);
+            break;
+        case OPT_SKIP_EXISTING: a->set.skip_existing = 1; break;
+        case OPT_SHARD:
+            if (ss_parse_shard(val, &a->set)) return PNDM_ERR_USAGE;
+            break;
+        case OPT_NPZ: a->set.npz = val; break;
+        case OPT_MANIFEST: a->set.manifest = val; break;
         case OPT_HELP:
             print_help(stdout);
             *exit_now = 1;
@@ -311,6 +350,9 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
             return 0;
         }
     }
+    if (!a->set.num_images &&
+        (a->set.start_index || a->set.skip_existing || a->set.shard_r || a->set.npz || a->set.manifest))
+        return cli_usage_error("--start-index, --skip-existing, --shard, --npz and --manifest need --num-images");
     return 0;
 }
 
@@ -321,6 +363,19 @@ static void png_params(const cli_args *a, const char *model, const char *sched_d
              "model=%s; seed=%" PRIu64 "; per_image_seeds=%d; image_index=%d; batch=%lld; steps=%lld; "
              "sampler=pndm; scheduler={%s}; pndm-gen=%s",
              model, seed, a->per_image, i, a->batch, a->steps, sched_desc, pndm_version());
+}
+
+/* The text chunks of one image (the "parameters" record, the software, the image's own seed) in
+ * rec's storage: every PNG pndm-gen writes takes them from here. */
+static void image_text(const char *model, const char *sched_desc, const cli_args *a, uint64_t image_seed, int index,
+                       ss_record *rec) {
+    char *params = rec->store, *seedbuf = rec->store + 1024;
+    png_params(a, model, sched_desc, a->seed, index, params, 1024);
+    snprintf(seedbuf, 32, "%" PRIu64, image_seed);
+    rec->text[0] = (pndm_png_text){"parameters", params};
+    rec->text[1] = (pndm_png_text){"Software", "pndm-gen"};
+    rec->text[2] = (pndm_png_text){"pndm:seed", seedbuf};
+    rec->n = 3;
 }
 
 static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text, int n_text) {
@@ -369,6 +424,9 @@ typedef struct gen_run {
     /* write */
     cJSON *files; /* paths written, in order */
     int n_written, total_files;
+    /* a sample set (-N): its plan and the MPI job it may run in */
+    ss_plan set;
+    ss_dist dist;
 } gen_run;
 
 static void run_free(gen_run *r) {
@@ -391,8 +449,11 @@ static void output_name(const gen_run *r, int i, char *out, size_t size) {
 
 /* Everything that needs no model: names, extensions, patterns, and that the outputs can be
  * created, before the (long) load and generation. */
+static int stage_plan_set(gen_run *r);
+
 static int stage_plan_outputs(gen_run *r) {
     cli_args *a = &r->a;
+    if (a->set.num_images) return stage_plan_set(r);
     const char *ext = ext_of(a->output);
     int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
     int out_npy = !strcmp(ext, ".npy");
@@ -549,11 +610,9 @@ static int write_grid(gen_run *r) {
             for (int y = 0; y < S; y++)
                 memcpy(g + (((size_t)(b / cols) * S + y) * gw + (size_t)(b % cols) * S) * C,
                        r->pix + ((size_t)b * S + y) * S * C, (size_t)S * C);
-    char params[1024], seedbuf[32];
-    png_params(&r->a, r->model_path, r->sched_desc, r->a.seed, B == 1 ? 0 : -1, params, sizeof params);
-    snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, r->a.seed);
-    pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
-    int rc = write_png(r->a.output, g, gw, gh, C, text, 3);
+    ss_record rec;
+    image_text(r->model_path, r->sched_desc, &r->a, r->a.seed, B == 1 ? 0 : -1, &rec);
+    int rc = write_png(r->a.output, g, gw, gh, C, rec.text, rec.n);
     if (g != r->pix) free(g);
     if (rc) return rc;
     cJSON_AddItemToArray(r->files, cJSON_CreateString(r->a.output));
@@ -565,12 +624,11 @@ static int write_grid(gen_run *r) {
 static int write_each(gen_run *r) {
     const int S = r->S, C = r->C;
     for (int b = 0; b < r->B; b++) {
-        char path[PATH_MAX], params[1024], seedbuf[32];
+        char path[PATH_MAX];
         output_name(r, b, path, sizeof path);
-        png_params(&r->a, r->model_path, r->sched_desc, r->a.seed, b, params, sizeof params);
-        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, r->a.per_image ? r->a.seed + (uint64_t)b : r->a.seed);
-        pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
-        int rc = write_png(path, r->pix + (size_t)b * S * S * C, S, S, C, text, 3);
+        ss_record rec;
+        image_text(r->model_path, r->sched_desc, &r->a, r->a.per_image ? r->a.seed + (uint64_t)b : r->a.seed, b, &rec);
+        int rc = write_png(path, r->pix + (size_t)b * S * S * C, S, S, C, rec.text, rec.n);
         if (rc) return rc;
         cJSON_AddItemToArray(r->files, cJSON_CreateString(path));
         r->n_written++;
@@ -654,6 +712,74 @@ static int stage_report(gen_run *r) {
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Sample sets (-N): the hook into cli/sampleset.c and cli/dist_mpi.c. A set run is
+ * parse -> stage_plan_set -> [MPI_Init under mpirun] -> stage_load -> ss_dist_run, which
+ * generates, writes and reports chunk by chunk.                                              */
+
+/* The record of the image seeded `seed`: what `pndm-gen -b 1 -s seed` writes. */
+static void set_record(const void *user, uint64_t seed, ss_record *rec) {
+    const gen_run *r = user;
+    cli_args one = r->a;
+    one.seed = seed;
+    one.batch = 1;
+    one.per_image = 0;
+    image_text(r->model_path, r->sched_desc, &one, seed, 0, rec);
+}
+
+static int stage_plan_set(gen_run *r) {
+    cli_args *a = &r->a;
+    if (a->grid) return cli_usage_error("--grid makes one image of a batch: not with --num-images");
+    if (a->latents_path || a->noise_path)
+        return cli_usage_error("--latents and --save-noise are not written for a sample set (--num-images)");
+    if (!a->seed_given) a->seed = random_seed();
+    if (!a->batch_given) a->batch = 16;
+    if (a->batch > a->set.num_images) a->batch = a->set.num_images;
+    r->out = OUT_PNG_EACH;
+    r->pattern = 1;
+    return ss_plan_make(&r->set, &a->set, a->output, a->seed, a->seed_given, a->batch);
+}
+
+static int stage_set(gen_run *r, int *argc, char ***argv) {
+    static char prog[128];
+    ss_dist *d = &r->dist;
+    int rc = ss_dist_start(d, argc, argv);
+    if (rc) return rc;
+    if (d->active && d->rank > 0) { /* ranks other than 0 speak only to say what went wrong, and who */
+        snprintf(prog, sizeof prog, "pndm-gen[rank %d on %s]", d->rank, d->host);
+        cli_prog = prog;
+        g_quiet = 1;
+    }
+    if (!r->a.threads) r->a.threads = ss_dist_default_threads(d);
+    int load_rc = stage_load(r);
+    ss_run run;
+    memset(&run, 0, sizeof run);
+    run.plan = &r->set;
+    run.model = load_rc ? NULL : r->model;
+    run.gen = r->p;
+    run.C = r->C;
+    run.S = r->S;
+    run.unet_calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
+    pndm_sampler *smp = NULL;
+    pndm_error err;
+    if (!load_rc && pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
+        run.unet_calls = pndm_sampler_num_calls(smp);
+    pndm_sampler_free(smp);
+    run.record = set_record;
+    run.record_user = r;
+    run.existing = SS_EXISTING_OVERWRITE; /* pndm-gen's policy for its outputs */
+    run.quiet = g_quiet;
+    run.verbose = g_verbose;
+    run.json = r->a.json;
+    run.signal = &g_signal;
+    run.model_path = r->model_path;
+    run.sched_desc = r->sched_desc;
+    run.t_load = r->t_load;
+    rc = ss_dist_run(d, &run, load_rc);
+    ss_dist_end(d);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     cli_prog = "pndm-gen";
     /* SIGINT / SIGTERM only set a flag: generation stops at the next UNet call, writing at the
@@ -673,6 +799,11 @@ int main(int argc, char **argv) {
     if (rc || exit_now) return rc;
     if (r.a.info_path) return do_info(r.a.info_path);
     rc = stage_plan_outputs(&r);
+    if (!rc && r.a.set.num_images) {
+        rc = stage_set(&r, &argc, &argv);
+        run_free(&r);
+        return rc == 0 && g_signal ? signal_exit() : rc;
+    }
     if (!rc) rc = stage_load(&r);
     if (!rc) rc = stage_generate(&r);
     if (!rc) rc = stage_write(&r);
