@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -232,12 +233,15 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
             snprintf(pl->npz, sizeof pl->npz, "%s", a->npz);
             if ((rc = dir_writable("--npz", a->npz))) return rc;
         }
-        /* set/%05d.png -> set/manifest.jsonl; fid/img_%05d.png -> fid/img_manifest.jsonl */
+        /* set/%05d.png -> set/manifest.jsonl; fid/img_%05d.png -> fid/img_manifest.jsonl;
+         * x%d.png -> x.manifest.jsonl */
         ss_pattern m = pl->png;
         size_t sl = strlen(m.suffix);
         if (sl >= 4) m.suffix[sl - 4] = 0;
         char mb[PATH_MAX];
-        if (!fits(snprintf(mb, sizeof mb, "%smanifest%s", m.prefix, m.suffix), sizeof mb) ||
+        size_t pl_len = strlen(m.prefix);
+        const char *sep = pl_len && isalnum((unsigned char)m.prefix[pl_len - 1]) ? "." : "";
+        if (!fits(snprintf(mb, sizeof mb, "%s%smanifest%s", m.prefix, sep, m.suffix), sizeof mb) ||
             !fits(m.has_dir ? snprintf(base, sizeof base, "%s/%s", !strcmp(m.dir, "/") ? "" : m.dir, mb)
                             : snprintf(base, sizeof base, "%s", mb),
                   sizeof base))
