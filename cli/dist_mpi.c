@@ -305,12 +305,13 @@ typedef struct {
     int64_t start, count;
 } rank_state;
 
-/* The first line of `a` that differs from `b`'s (0: none). */
-static int first_diff_line(const char *a, const char *b, char *out, size_t size) {
+/* The first line of `a` that differs from `b`'s, and that line of `b` (0: none). */
+static int first_diff_line(const char *a, const char *b, char *a_out, char *b_out, size_t size) {
     while (*a || *b) {
         size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
         if (la != lb || strncmp(a, b, la)) {
-            snprintf(out, size, "%.*s", (int)(la > 300 ? 300 : la), a);
+            snprintf(a_out, size, "%.*s", (int)(la >= size ? size - 1 : la), a);
+            snprintf(b_out, size, "%.*s", (int)(lb >= size ? size - 1 : lb), b);
             return 1;
         }
         a += la + (a[la] == '\n');
@@ -355,7 +356,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
         h->host[sizeof h->host - 1] = h->kernel[sizeof h->kernel - 1] = 0;
         snprintf(rs[r].st.host, sizeof rs[r].st.host, "%s", h->host);
         snprintf(rs[r].st.kernel, sizeof rs[r].st.kernel, "%s", h->kernel);
-        char why[200];
+        char why[1200], whose[1200];
         if (fail_rank >= 0) continue;
         if (h->rc) {
             fail_rank = r, fail_rc = (int)h->rc;
@@ -367,12 +368,14 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
                      "rank %d on %s uses the %s kernels, rank 0 on %s the %s ones: images would differ in their "
                      "last bits; set PNDM_KERNEL to the same path (e.g. avx2) on every host",
                      r, h->host, h->kernel, d->host, mine->kernel);
-        } else if (first_diff_line(h->record, mine->record, why, sizeof why)) {
+        } else if (first_diff_line(h->record, mine->record, why, whose, sizeof why)) {
+            char g[256], w0[256];
+            ss_field_diff(why, whose, g, w0, sizeof g);
             fail_rank = r, fail_rc = PNDM_ERR_USAGE;
             cli_fail(fail_rc,
-                     "rank %d on %s would write other images than rank 0 on %s (its record has '%s'): give every "
-                     "host the same model, options and pndm-gen",
-                     r, h->host, d->host, why);
+                     "rank %d on %s would write other images than rank 0 on %s (its record has '%s' where rank 0's "
+                     "has '%s'): give every host the same model, options and pndm-gen",
+                     r, h->host, d->host, g, w0);
         }
     }
     free(h);

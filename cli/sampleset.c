@@ -405,22 +405,25 @@ static void found_free(found_text *f) {
     for (int k = 0; k < f->n; k++) free(f->key[k]), free(f->value[k]);
 }
 
-/* First "k=v" field (of "k=v; k=v; ...") that differs, as "'got' where this run has 'want'". */
-static void field_diff(const char *got, const char *want, char *out, size_t size) {
+void ss_field_diff(const char *got, const char *want, char *g_out, char *w_out, size_t size) {
     const char *g = got, *w = want;
     for (;;) {
         const char *ge = strstr(g, "; "), *we = strstr(w, "; ");
         size_t gl = ge ? (size_t)(ge - g) : strlen(g), wl = we ? (size_t)(we - w) : strlen(w);
-        if (gl != wl || strncmp(g, w, gl)) {
-            snprintf(out, size, "it has '%.*s' where this run has '%.*s'", (int)(gl > 200 ? 200 : gl), g,
-                     (int)(wl > 200 ? 200 : wl), w);
+        if (gl != wl || strncmp(g, w, gl) || !ge || !we) {
+            snprintf(g_out, size, "%.*s", (int)(gl > 200 ? 200 : gl), g);
+            snprintf(w_out, size, "%.*s", (int)(wl > 200 ? 200 : wl), w);
             return;
         }
-        if (!ge || !we) break;
         g = ge + 2;
         w = we + 2;
     }
-    snprintf(out, size, "its parameters differ");
+}
+
+static void field_diff(const char *got, const char *want, char *out, size_t size) {
+    char g[256], w[256];
+    ss_field_diff(got, want, g, w, sizeof g);
+    snprintf(out, size, "it has '%s' where this run has '%s'", g, w);
 }
 
 /* 0 when the texts equal this run's record, else a description in `why`. */

@@ -140,6 +140,9 @@ typedef struct ss_rank_stats {
     double busy_s;
 } ss_rank_stats;
 
+/* The first "key=value" field of two "k=v; k=v; ..." records that differs (each cut to size). */
+void ss_field_diff(const char *got, const char *want, char *g_out, char *w_out, size_t size);
+
 /* Progress line on stderr (rank 0). */
 typedef struct ss_progress {
     double t0;

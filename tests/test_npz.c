@@ -1,11 +1,12 @@
-// ctest-label: unit
+// ctest-label: unit;e2e
 /* The .npz writer read back by an independent reader written from numpy's and PKWARE's rules
  * (numpy.lib.npyio.NpzFile opens the zip with Python's zipfile and reads "<name>.npy" through
  * numpy.lib.format): end-of-central-directory record, zip64 locator and record when present,
  * the one central directory entry (stored, CRC-32, sizes, zip64 extra), the local header, the
  * member's CRC computed here bit by bit, and its .npy header (v1.0, '|u1', C order, shape,
  * 64-byte alignment) parsed by pndm_npy_parse. Also: rows in any order give the same bytes, a
- * missing row or a bad range is refused and leaves no file behind, zip64 layout (forced small). */
+ * missing row or a bad range is refused and leaves no file behind, zip64 layout (forced small);
+ * and the .npz of a pndm-gen sample set: arr_0 (N, H, W, C) row i = the pixels of PNG i. */
 #define _GNU_SOURCE /* memmem */
 #include "harness.h"
 #include "npz.h"
@@ -167,6 +168,45 @@ static void roundtrip(const char *dir, const char *file, int ndim, const int64_t
     free(want);
 }
 
+/* pndm-gen -N 9 -o DIR/%d.png --npz: every row of arr_0 is the image of the PNG with its index. */
+static void cli_set(const char *dir) {
+    char cmd[2048], path[600];
+    snprintf(cmd, sizeof cmd,
+             "'%s/pndm-gen' -q -m '%s/hostile/tiny.safetensors' -n 4 -N 9 -b 4 -s 5 --start-index 2 "
+             "-o '%s/set_%%d.png' --npz '%s/set.npz' >/dev/null",
+             PNDM_BIN_DIR, PNDM_TEST_DATA, dir, dir);
+    CHECK_MSG(system(cmd) == 0, "%s", cmd);
+    snprintf(path, sizeof path, "%s/set.npz", dir);
+    pndm_npy a;
+    if (!read_npz(path, "arr_0", 0, &a)) return;
+    CHECK(a.dtype == PNDM_NPY_U8 && a.ndim == 4 && a.shape[0] == 9);
+    for (int i = 0; i < 9 && a.ndim == 4; i++) {
+        char *buf;
+        size_t size;
+        pndm_error err;
+        uint8_t *px = NULL;
+        int w = 0, h = 0, c = 0;
+        snprintf(path, sizeof path, "%s/set_%d.png", dir, i + 2);
+        if (pndm_read_file(path, 0, &buf, &size, &err)) {
+            CHECK_MSG(0, "%s", err.msg);
+            continue;
+        }
+        CHECK(pndm_png_decode(buf, size, path, &px, &w, &h, &c, &err) == PNDM_OK);
+        CHECK(h == a.shape[1] && w == a.shape[2] && c == a.shape[3]);
+        size_t row = (size_t)(a.shape[1] * a.shape[2] * a.shape[3]);
+        CHECK_MSG(px && memcmp(px, (uint8_t *)a.data + (size_t)i * row, row) == 0, "row %d != %s", i, path);
+        free(px);
+        free(buf);
+        unlink(path);
+    }
+    pndm_npy_free(&a);
+    snprintf(path, sizeof path, "%s/set.npz", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/set_manifest.jsonl", dir);
+    CHECK(access(path, F_OK) == 0);
+    unlink(path);
+}
+
 int main(void) {
     char dir[] = "/tmp/pndm_test_npz.XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -213,6 +253,7 @@ int main(void) {
     CHECK(pndm_npz_create_u8(path, "arr_0", 2, bad, &w, &err) == PNDM_ERR_USAGE);
     CHECK(pndm_npz_create_u8(path, "a/b", 4, s4, &w, &err) == PNDM_ERR_USAGE);
     pndm_npz_abort(NULL);
+    cli_set(dir);
 
     const char *names[] = {"a.npz", "b.npz", "g.npz", "v.npz", "e.npz", "z.npz", "z2.npz"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
