@@ -23,6 +23,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +119,7 @@ void ss_dist_end(ss_dist *d) { (void)d; }
 enum { TAG_HELLO = 11, TAG_WORK, TAG_RESULT, TAG_FAIL };
 
 typedef struct {
-    int64_t rc, threads;
+    int64_t rc, threads, S, C;
     char host[64], kernel[16];
     char record[8192]; /* key=value lines of the first image's record */
 } hello_msg;
@@ -129,6 +130,7 @@ typedef struct {
 
 typedef struct {
     int64_t start, count, generated, skipped, busy_us, rc;
+    int64_t wait_us; /* time this rank waited for this chunk after sending its previous result */
 } result_head;
 
 int ss_dist_start(ss_dist *d, int *argc, char ***argv) {
@@ -199,13 +201,24 @@ static void record_text(const ss_run *run, char *out, size_t size) {
         o += (size_t)snprintf(out + o, size - o, "%s=%s\n", rec.text[k].key, rec.text[k].value);
 }
 
+/* Bytes of one RESULT message: header, sha256s, pixels for the .npz. */
+static size_t result_cap(const ss_run *run) {
+    size_t px = (size_t)run->S * run->S * run->C;
+    return sizeof(result_head) + (size_t)run->plan->chunk * (64 + (run->plan->npz[0] ? px : 0));
+}
+
 static void fill_hello(hello_msg *h, const ss_dist *d, const ss_run *run, int load_rc) {
     memset(h, 0, sizeof *h);
     h->rc = load_rc;
     h->threads = run->gen.n_threads;
+    h->S = run->S;
+    h->C = run->C;
     snprintf(h->host, sizeof h->host, "%s", d->host);
     snprintf(h->kernel, sizeof h->kernel, "%s", pndm_kernel_path());
     if (!load_rc) record_text(run, h->record, sizeof h->record);
+    if (!load_rc && result_cap(run) > (size_t)INT_MAX)
+        h->rc = cli_fail(PNDM_ERR_USAGE, "a chunk of %lld images does not fit one MPI message: use a smaller --batch",
+                         (long long)run->plan->chunk);
 }
 
 /* ---- a rank other than 0 ---------------------------------------------------------------- */
@@ -216,18 +229,21 @@ static int run_worker(ss_dist *d, const ss_run *run, int load_rc) {
     if (!h) return PNDM_ERR_NOMEM;
     fill_hello(h, d, run, load_rc);
     ss_worker *w = NULL;
-    if (!load_rc && (h->rc = ss_worker_new(run, pl->npz[0] != 0, &w)) == 0) ss_clean_stale(pl, 0);
+    if (!h->rc && (h->rc = ss_worker_new(run, pl->npz[0] != 0, &w)) == 0) ss_clean_stale(pl, 0);
     send_wait(h, (int)sizeof *h, 0, TAG_HELLO);
     free(h);
     size_t px = (size_t)run->S * run->S * run->C;
-    size_t cap = sizeof(result_head) + (size_t)pl->chunk * (64 + (pl->npz[0] ? px : 0));
-    char *msg = malloc(cap);
+    size_t cap = result_cap(run);
+    char *msg = malloc(cap > (size_t)INT_MAX ? 1 : cap);
     int64_t(*mine)[2] = NULL; /* the chunks made here, to remove their parts files at the end */
     size_t n_mine = 0, cap_mine = 0;
-    int rc = 0;
+    int rc = 0, first = 1;
     for (;;) {
         work_msg wk;
+        double t_wait = cli_now_s();
         recv_poll(&wk, (int)sizeof wk, 0, TAG_WORK);
+        int64_t wait_us = first ? 0 : (int64_t)((cli_now_s() - t_wait) * 1e6);
+        first = 0;
         if (wk.count == 0) {
             if (wk.status == 0 && pl->parts)
                 for (size_t k = 0; k < n_mine; k++) ss_remove_parts(pl, mine[k][0], mine[k][1]);
@@ -236,7 +252,7 @@ static int run_worker(ss_dist *d, const ss_run *run, int load_rc) {
         const ss_result *res = NULL;
         rc = msg && w ? ss_worker_chunk(w, wk.start, wk.count, &res) : PNDM_ERR_NOMEM;
         if (rc) {
-            result_head f = {wk.start, wk.count, 0, 0, 0, rc};
+            result_head f = {wk.start, wk.count, 0, 0, 0, rc, 0};
             send_wait(&f, (int)sizeof f, 0, TAG_FAIL);
             continue; /* rank 0 sends no more work, only the stop */
         }
@@ -249,7 +265,8 @@ static int run_worker(ss_dist *d, const ss_run *run, int load_rc) {
                 cap_mine = n_mine;
         }
         if (n_mine < cap_mine) mine[n_mine][0] = res->start, mine[n_mine][1] = res->count, n_mine++;
-        result_head rh = {res->start, res->count, res->generated, res->skipped, (int64_t)(res->busy_s * 1e6), 0};
+        result_head rh = {res->start, res->count, res->generated, res->skipped, (int64_t)(res->busy_s * 1e6),
+                          0,          wait_us};
         memcpy(msg, &rh, sizeof rh);
         size_t o = sizeof rh;
         for (int64_t j = 0; j < res->count; j++, o += 64) memcpy(msg + o, res->sha[j], 64);
@@ -275,13 +292,18 @@ typedef struct {
     int64_t start, count;
     int rc;
     const ss_result *res;
+    double wait_s; /* waited for chunks after the first */
 } local_box;
 
 static void *local_main(void *arg) {
     local_box *b = arg;
     pthread_mutex_lock(&b->mu);
+    int first = 1;
     for (;;) {
+        double t_wait = cli_now_s();
         while (!b->assigned && !b->quit) pthread_cond_wait(&b->cv, &b->mu);
+        if (!first) b->wait_s += cli_now_s() - t_wait;
+        first = 0;
         if (b->quit) break;
         int64_t start = b->start, count = b->count;
         b->assigned = 0;
@@ -326,8 +348,8 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
     rank_state *rs = calloc((size_t)R, sizeof *rs);
     hello_msg *h = malloc(sizeof *h), *mine = malloc(sizeof *mine);
     size_t px = (size_t)run->S * run->S * run->C;
-    size_t cap = sizeof(result_head) + (size_t)pl->chunk * (64 + (pl->npz[0] ? px : 0));
-    char *msg = malloc(cap);
+    size_t cap = result_cap(run);
+    char *msg = malloc(cap > (size_t)INT_MAX ? 1 : cap);
     char(*sha)[65] = malloc((size_t)pl->chunk * sizeof *sha);
     if (!rs || !h || !mine || !msg || !sha) {
         cli_fail(PNDM_ERR_NOMEM, "out of memory");
@@ -340,7 +362,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
     rs[0].st.threads = (int)mine->threads;
     snprintf(rs[0].st.host, sizeof rs[0].st.host, "%s", d->host);
     snprintf(rs[0].st.kernel, sizeof rs[0].st.kernel, "%s", mine->kernel);
-    if (load_rc) fail_rank = 0, fail_rc = load_rc;
+    if (mine->rc) fail_rank = 0, fail_rc = (int)mine->rc;
     for (int got = 1; got < R; got++) {
         MPI_Status status;
         int flag = 0;
@@ -362,6 +384,12 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
             fail_rank = r, fail_rc = (int)h->rc;
             cli_fail(fail_rc, "rank %d on %s could not start (exit code %d, its message is above)", r, h->host,
                      fail_rc);
+        } else if (h->S != mine->S || h->C != mine->C) {
+            fail_rank = r, fail_rc = PNDM_ERR_USAGE;
+            cli_fail(fail_rc,
+                     "rank %d on %s has a model of %lldx%lld with %lld channels, rank 0's has %lldx%lld with %lld", r,
+                     h->host, (long long)h->S, (long long)h->S, (long long)h->C, (long long)mine->S, (long long)mine->S,
+                     (long long)mine->C);
         } else if (strcmp(h->kernel, mine->kernel)) {
             fail_rank = r, fail_rc = PNDM_ERR_USAGE;
             cli_fail(fail_rc,
@@ -457,6 +485,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
                     remote.start = rh.start, remote.count = rh.count;
                     remote.generated = rh.generated, remote.skipped = rh.skipped;
                     remote.busy_s = rh.busy_us / 1e6;
+                    rs[r].st.wait_s += rh.wait_us / 1e6;
                     size_t need = sizeof rh + (size_t)rh.count * (64 + (pl->npz[0] ? px : 0));
                     if (rh.count != rs[r].count || rh.start != rs[r].start || need != (size_t)len) {
                         cli_fail(PNDM_ERR_INTERNAL, "rank %d answered for another chunk", r);
@@ -535,6 +564,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
         send_wait(&stop, (int)sizeof stop, r, TAG_WORK);
     }
     if (thread_up) pthread_join(tid, NULL);
+    rs[0].st.wait_s = box.wait_s;
     int64_t done = sink ? ss_sink_done(sink) : 0;
     ss_sink_free(sink);
     ss_worker_free(w);

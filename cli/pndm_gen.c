@@ -733,6 +733,7 @@ static int stage_plan_set(gen_run *r) {
     if (a->latents_path || a->noise_path)
         return cli_usage_error("--latents and --save-noise are not written for a sample set (--num-images)");
     if (!a->seed_given) a->seed = random_seed();
+    a->set.quiet = g_quiet;
     if (!a->batch_given) a->batch = 16;
     if (a->batch > a->set.num_images) a->batch = a->set.num_images;
     r->out = OUT_PNG_EACH;
@@ -755,15 +756,19 @@ static int stage_set(gen_run *r, int *argc, char ***argv) {
     ss_run run;
     memset(&run, 0, sizeof run);
     run.plan = &r->set;
-    run.model = load_rc ? NULL : r->model;
+    run.model = r->model;
     run.gen = r->p;
     run.C = r->C;
     run.S = r->S;
     run.unet_calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
     pndm_sampler *smp = NULL;
     pndm_error err;
-    if (!load_rc && pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
-        run.unet_calls = pndm_sampler_num_calls(smp);
+    if (!load_rc) { /* a step count the sampler refuses is refused here, before any chunk */
+        if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
+            run.unet_calls = pndm_sampler_num_calls(smp);
+        else
+            load_rc = cli_fail(err.code, "%s", err.msg);
+    }
     pndm_sampler_free(smp);
     run.record = set_record;
     run.record_user = r;

@@ -223,6 +223,11 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
                                    output, why);
         char p0[PATH_MAX];
         pattern_name(&pl->png, pl->start, p0, sizeof p0);
+        /* the set's folder is made when its parent exists (one level, like mkdir) */
+        struct stat st;
+        if (pl->png.has_dir && stat(pl->png.dir, &st) != 0 && errno == ENOENT && mkdir(pl->png.dir, 0777) == 0 &&
+            !a->quiet)
+            fprintf(stderr, "%s: created '%s'\n", cli_prog, pl->png.dir);
         int rc = dir_writable("output", p0);
         if (rc) return rc;
         if (a->npz) {
@@ -396,8 +401,15 @@ static void collect_text(const char *key, const char *value, void *user) {
         f->overflow = 1;
         return;
     }
-    f->key[f->n] = strdup(key);
-    f->value[f->n] = strdup(value);
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) { /* out of memory: counts as a mismatch */
+        free(k);
+        free(v);
+        f->overflow = 1;
+        return;
+    }
+    f->key[f->n] = k;
+    f->value[f->n] = v;
     f->n++;
 }
 
@@ -451,7 +463,8 @@ static int texts_match(const found_text *f, const ss_record *rec, char *why, siz
 
 static void pixels_sha(const uint8_t *p, size_t n, char hex[65]) { pndm_sha256_hex(p, n, hex); }
 
-/* An existing file for image i: this run's (kept, *kept = 1) or in the way (refused). */
+/* The file for image i (slot j of the chunk), if there is one: this run's image (kept: its sha256
+ * and pixels taken from it) or in the way (refused, or replaced under SS_EXISTING_OVERWRITE). */
 static int check_existing(ss_worker *w, const char *name, int64_t i, int j) {
     const ss_run *run = w->run;
     const ss_plan *pl = run->plan;
@@ -869,6 +882,7 @@ void ss_report(const ss_run *run, const ss_rank_stats *st, int n_ranks, double w
         cJSON_AddNumberToObject(o, "skipped", (double)st[r].skipped);
         cJSON_AddNumberToObject(o, "chunks", (double)st[r].chunks);
         cJSON_AddNumberToObject(o, "busy_s", st[r].busy_s);
+        cJSON_AddNumberToObject(o, "wait_s", st[r].wait_s);
         cJSON_AddNumberToObject(o, "images_per_s", st[r].busy_s > 0 ? st[r].generated / st[r].busy_s : 0);
         cJSON_AddItemToArray(ranks, o);
     }

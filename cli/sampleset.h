@@ -31,6 +31,7 @@ typedef struct ss_args {
     int shard_k, shard_r;  /* --shard K/R (r == 0: none) */
     const char *npz;       /* --npz FILE: also pack the PNG set into one .npz */
     const char *manifest;  /* --manifest FILE (default: next to the set) */
+    int quiet;             /* -q: no note on stderr */
 } ss_args;
 
 /* --shard K/R (0 <= K < R): 0, or the usage exit code after a message. */
@@ -138,6 +139,7 @@ typedef struct ss_rank_stats {
     char host[64], kernel[16];
     int64_t images, generated, skipped, chunks;
     double busy_s;
+    double wait_s; /* between chunks, waiting for the next one: the scheduling overhead */
 } ss_rank_stats;
 
 /* The first "key=value" field of two "k=v; k=v; ..." records that differs (each cut to size). */

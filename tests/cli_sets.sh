@@ -169,7 +169,12 @@ for args in "-N 0" "-N x" "-N 10000001" "-N 3 --start-index -1" "-N 3 --shard 3/
   # shellcheck disable=SC2086
   expect 2 "usage: $args" -- "$GEN" -m "$GRAY" $args
 done
-expect 4 "missing directory" -- "$GEN" -m "$GRAY" -N 3 -o "$T/nodir/%d.png"
+expect 2 "steps < 4 with PRK" -- "$GEN" -m "$GRAY" -N 3 -n 3 -s 1 -o "$T/u/%d.png"
+grep -q "steps must be >= 4" "$T/err" && ! grep -q "images done" "$T/err" && ok || bad "steps refusal: $(cat "$T/err")"
+expect 4 "missing directory" -- "$GEN" -m "$GRAY" -N 3 -o "$T/no/dir/%d.png"
+[ ! -e "$T/no" ] && ok || bad "made a folder for a missing parent"
+expect 0 "the set's folder is made" -- "$GEN" -m "$GRAY" -n 4 -N 2 -s 1 -o "$T/newdir/%d.png"
+[ -s "$T/newdir/1.png" ] && grep -q "created '$T/newdir'" "$T/err" && ok || bad "set folder not made: $(cat "$T/err")"
 [ -z "$(ls -A "$T/u")" ] && ok || bad "usage errors left files: $(ls "$T/u")"
 
 echo "$pass passed, $fail failed"
