@@ -131,6 +131,7 @@ typedef struct {
 typedef struct {
     int64_t start, count, generated, skipped, busy_us, rc;
     int64_t wait_us; /* time this rank waited for this chunk after sending its previous result */
+    int64_t cpu_us;  /* CPU time of this rank's process so far */
 } result_head;
 
 int ss_dist_start(ss_dist *d, int *argc, char ***argv) {
@@ -252,7 +253,7 @@ static int run_worker(ss_dist *d, const ss_run *run, int load_rc) {
         const ss_result *res = NULL;
         rc = msg && w ? ss_worker_chunk(w, wk.start, wk.count, &res) : PNDM_ERR_NOMEM;
         if (rc) {
-            result_head f = {wk.start, wk.count, 0, 0, 0, rc, 0};
+            result_head f = {wk.start, wk.count, 0, 0, 0, rc, 0, 0};
             send_wait(&f, (int)sizeof f, 0, TAG_FAIL);
             continue; /* rank 0 sends no more work, only the stop */
         }
@@ -265,8 +266,14 @@ static int run_worker(ss_dist *d, const ss_run *run, int load_rc) {
                 cap_mine = n_mine;
         }
         if (n_mine < cap_mine) mine[n_mine][0] = res->start, mine[n_mine][1] = res->count, n_mine++;
-        result_head rh = {res->start, res->count, res->generated, res->skipped, (int64_t)(res->busy_s * 1e6),
-                          0,          wait_us};
+        result_head rh = {res->start,
+                          res->count,
+                          res->generated,
+                          res->skipped,
+                          (int64_t)(res->busy_s * 1e6),
+                          0,
+                          wait_us,
+                          (int64_t)(ss_cpu_seconds() * 1e6)};
         memcpy(msg, &rh, sizeof rh);
         size_t o = sizeof rh;
         for (int64_t j = 0; j < res->count; j++, o += 64) memcpy(msg + o, res->sha[j], 64);
@@ -302,7 +309,7 @@ static void *local_main(void *arg) {
     for (;;) {
         double t_wait = cli_now_s();
         while (!b->assigned && !b->quit) pthread_cond_wait(&b->cv, &b->mu);
-        if (!first) b->wait_s += cli_now_s() - t_wait;
+        if (!first && !b->quit) b->wait_s += cli_now_s() - t_wait; /* not the idle end of the run */
         first = 0;
         if (b->quit) break;
         int64_t start = b->start, count = b->count;
@@ -486,6 +493,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
                     remote.generated = rh.generated, remote.skipped = rh.skipped;
                     remote.busy_s = rh.busy_us / 1e6;
                     rs[r].st.wait_s += rh.wait_us / 1e6;
+                    rs[r].st.cpu_s = rh.cpu_us / 1e6;
                     size_t need = sizeof rh + (size_t)rh.count * (64 + (pl->npz[0] ? px : 0));
                     if (rh.count != rs[r].count || rh.start != rs[r].start || need != (size_t)len) {
                         cli_fail(PNDM_ERR_INTERNAL, "rank %d answered for another chunk", r);
@@ -565,6 +573,7 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
     }
     if (thread_up) pthread_join(tid, NULL);
     rs[0].st.wait_s = box.wait_s;
+    rs[0].st.cpu_s = ss_cpu_seconds(); /* its generator, the coordinator and MPI's threads */
     int64_t done = sink ? ss_sink_done(sink) : 0;
     ss_sink_free(sink);
     ss_worker_free(w);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -794,6 +795,12 @@ void ss_progress_show(const ss_run *run, ss_progress *p, int64_t done, int64_t t
     }
 }
 
+double ss_cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 int ss_signal_exit(const ss_run *run) { return run->signal && *run->signal == SIGTERM ? 143 : 130; }
 
 int ss_stopped(const ss_run *run, int rc, int64_t done) {
@@ -883,6 +890,7 @@ void ss_report(const ss_run *run, const ss_rank_stats *st, int n_ranks, double w
         cJSON_AddNumberToObject(o, "chunks", (double)st[r].chunks);
         cJSON_AddNumberToObject(o, "busy_s", st[r].busy_s);
         cJSON_AddNumberToObject(o, "wait_s", st[r].wait_s);
+        cJSON_AddNumberToObject(o, "cpu_s", st[r].cpu_s);
         cJSON_AddNumberToObject(o, "images_per_s", st[r].busy_s > 0 ? st[r].generated / st[r].busy_s : 0);
         cJSON_AddItemToArray(ranks, o);
     }
@@ -944,6 +952,7 @@ int ss_run_local(const ss_run *run) {
         return ss_stopped(run, rc, done);
     }
     ss_remove_parts(pl, pl->start, pl->count);
+    st.cpu_s = ss_cpu_seconds();
     ss_report(run, &st, 1, wall);
     return 0;
 }

@@ -140,7 +140,10 @@ typedef struct ss_rank_stats {
     int64_t images, generated, skipped, chunks;
     double busy_s;
     double wait_s; /* between chunks, waiting for the next one: the scheduling overhead */
+    double cpu_s;  /* CPU time (user + system) of the rank's process */
 } ss_rank_stats;
+/* CPU time (user + system) of this process so far. */
+double ss_cpu_seconds(void);
 
 /* The first "key=value" field of two "k=v; k=v; ..." records that differs (each cut to size). */
 void ss_field_diff(const char *got, const char *want, char *g_out, char *w_out, size_t size);
