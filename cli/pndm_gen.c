@@ -733,6 +733,8 @@ static int stage_plan_set(gen_run *r) {
     if (a->grid) return cli_usage_error("--grid makes one image of a batch: not with --num-images");
     if (a->latents_path || a->noise_path)
         return cli_usage_error("--latents and --save-noise are not written for a sample set (--num-images)");
+    /* A sampler that couples the images of a batch (the paper's PF: one adaptive RK45 over the
+     * whole batch) breaks "image i == -b 1 -s seed+i whatever the chunking": refuse it here. */
     if (!a->seed_given) a->seed = random_seed();
     a->set.quiet = g_quiet;
     if (!a->batch_given) a->batch = 16;
