@@ -439,13 +439,13 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
     ss_queue_init(&q, pl, R);
     ss_progress prog = {cli_now_s(), isatty(STDERR_FILENO), 0};
     double t0 = cli_now_s();
-    int stopping = fail_rank >= 0, interrupted = 0, busy = 0;
+    int stopping = fail_rank >= 0, interrupted = 0, busy = 0, started = 0;
     if (run->signal && *run->signal) stopping = interrupted = 1;
     /* the first chunks */
     for (int r = 0; r < R && !stopping; r++) {
         int64_t start, n = ss_queue_take(&q, &start);
         if (!n) break;
-        rs[r].busy = 1, rs[r].start = start, rs[r].count = n, busy++;
+        rs[r].busy = 1, rs[r].start = start, rs[r].count = n, busy++, started = 1;
         if (r == 0) {
             pthread_mutex_lock(&box.mu);
             box.start = start, box.count = n, box.assigned = 1;
@@ -579,13 +579,15 @@ static int run_coordinator(ss_dist *d, const ss_run *run, int load_rc) {
     ss_worker_free(w);
     if (!ok) {
         if (!run->quiet && prog.tty) fputc('\n', stderr);
-        if (fail_rank >= 0) {
-            rc = fail_rc;
-            if (!(fail_rank == 0 && (rc == 130 || rc == 143)))
+        if (fail_rank >= 0) rc = fail_rc;
+        if (!started) { /* a rank could not start: its message (and rank 0's line about it) is above */
+            if (fail_rank < 0) cli_fail(rc, "interrupted before the first chunk");
+        } else {
+            if (fail_rank >= 0 && !(fail_rank == 0 && (rc == 130 || rc == 143)))
                 cli_fail(rc, "rank %d on %s failed (exit code %d%s)", fail_rank, rs[fail_rank].st.host, rc,
                          fail_rank == 0 ? "" : ", its message is above");
+            ss_stopped(run, rc, done);
         }
-        ss_stopped(run, rc, done);
     } else {
         if (pl->parts) ss_remove_parts(pl, pl->start, pl->count);
         ss_rank_stats *st = malloc((size_t)R * sizeof *st);

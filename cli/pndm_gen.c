@@ -744,6 +744,8 @@ static int stage_plan_set(gen_run *r) {
     return ss_plan_make(&r->set, &a->set, a->output, a->seed, a->seed_given, a->batch);
 }
 
+/* Under mpirun every rank plans (its file system), loads and checks on its own; a rank that
+ * cannot start tells rank 0, which stops the job naming it. */
 static int stage_set(gen_run *r, int *argc, char ***argv) {
     static char prog[128];
     ss_dist *d = &r->dist;
@@ -754,8 +756,9 @@ static int stage_set(gen_run *r, int *argc, char ***argv) {
         cli_prog = prog;
         g_quiet = 1;
     }
-    if (!r->a.threads) r->a.threads = ss_dist_default_threads(d);
-    int load_rc = stage_load(r);
+    int load_rc = stage_plan_outputs(r);
+    if (!load_rc && !r->a.threads) r->a.threads = ss_dist_default_threads(d);
+    if (!load_rc) load_rc = stage_load(r);
     ss_run run;
     memset(&run, 0, sizeof run);
     run.plan = &r->set;
@@ -763,10 +766,10 @@ static int stage_set(gen_run *r, int *argc, char ***argv) {
     run.gen = r->p;
     run.C = r->C;
     run.S = r->S;
-    run.unet_calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
     pndm_sampler *smp = NULL;
     pndm_error err;
     if (!load_rc) { /* a step count the sampler refuses is refused here, before any chunk */
+        run.unet_calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
         if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
             run.unet_calls = pndm_sampler_num_calls(smp);
         else
@@ -806,12 +809,12 @@ int main(int argc, char **argv) {
     int rc = parse_args(argc, argv, &r.a, &exit_now);
     if (rc || exit_now) return rc;
     if (r.a.info_path) return do_info(r.a.info_path);
-    rc = stage_plan_outputs(&r);
-    if (!rc && r.a.set.num_images) {
+    if (r.a.set.num_images) {
         rc = stage_set(&r, &argc, &argv);
         run_free(&r);
         return rc == 0 && g_signal ? signal_exit() : rc;
     }
+    rc = stage_plan_outputs(&r);
     if (!rc) rc = stage_load(&r);
     if (!rc) rc = stage_generate(&r);
     if (!rc) rc = stage_write(&r);

@@ -3,7 +3,7 @@
 # manifest and .npz of a one-process run byte for byte; --json counts per rank; a rank killed
 # mid-run (kill -9) fails the job with a message naming its rank and host, and --skip-existing
 # finishes the set; a rank that cannot write fails the job cleanly (exit 4, rank and host named);
-# ranks that would write other images are refused before any work.
+# ranks that would write other images, or cannot start, are refused before any work.
 #   bash tests/mpi_sets.sh BUILD_DIR DATA_DIR MPIEXEC
 set -u
 export LC_ALL=C
@@ -106,6 +106,16 @@ rc=$?
 grep -q "rank 1 on $HOST would write other images than rank 0 on $HOST (its record has 'steps=9' where rank 0's has 'steps=8')" "$T/err_d" && ok ||
   bad "mismatch message: $(grep pndm-gen "$T/err_d")"
 [ -z "$(ls -A "$T/d/set")" ] && ok || bad "mismatched ranks wrote files"
+
+# 6. a rank that cannot start (here: its output folder's parent is missing) is named, nothing runs
+mkdir -p "$T/s"
+in_dir "$T/s" mpi 3 bash -c 'o=set/%02d.png; [ "$OMPI_COMM_WORLD_RANK" = 2 ] && o=no/where/%02d.png; exec "$@" -o "$o"' _ \
+  "$GEN" "${SET[@]}" -b 2 >/dev/null 2>"$T/err_s"
+rc=$?
+[ "$rc" = 4 ] && ok || bad "rank that cannot start: exit $rc"
+grep -q "^pndm-gen\[rank 2 on $HOST\]: output: directory 'no/where' does not exist" "$T/err_s" &&
+  grep -q "^pndm-gen: rank 2 on $HOST could not start (exit code 4" "$T/err_s" && ok || bad "start failure messages: $(grep pndm-gen "$T/err_s")"
+[ -z "$(ls -A "$T/s/set" 2>/dev/null)" ] && ok || bad "a job that could not start wrote images"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
