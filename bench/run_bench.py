@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""pndm-gen against diffusers' PNDMPipeline (PyTorch) and ONNX Runtime, interleaved.
+"""pndm-gen against diffusers' PNDMPipeline (PyTorch eager, channels_last, torch.compile), ONNX
+Runtime and OpenVINO, interleaved.
 
 Every measurement is one fresh process (so its peak RSS is its own), and the engines are run
 in turn, A B C A B C ..., repeat after repeat, so that slow drifts of the machine (other jobs,
@@ -9,10 +10,18 @@ thermal state) hit every engine alike; the median of the repeats is reported.
          time = "generate_s" of its JSON (noise + sampling loop; model loading excluded)
   torch  diffusers PNDMPipeline(UNet2DModel, PNDMScheduler) with torch.set_num_threads(N),
          output_type="np"; time = the pipeline call (model loading excluded)
+  pndm-openblas   the same with --gemm openblas (the matrix products on single-threaded OpenBLAS)
+  torch-cl        the same with the UNet in torch.channels_last memory format
+  torch-compile   the same with unet = torch.compile(unet) (compilation excluded: see warm-up)
   ort    ONNX Runtime (intra_op_num_threads = N) running the UNet exported by make_models.py,
          inside the same loop as PNDMPipeline.__call__ with diffusers' PNDMScheduler; time =
          the loop (session creation excluded)
+  openvino        OpenVINO (INFERENCE_PRECISION_HINT f32, INFERENCE_NUM_THREADS = N, latency
+         hint) on the same ONNX export inside the same loop
 
+Every Python engine makes one warm-up UNet call (batch B, the first timestep) before the timed
+loop, excluded from the time (it is where torch.compile compiles and OpenVINO finishes its
+set-up); pndm-gen's time includes its first call.
 Every engine starts from the same noise (torch.manual_seed(0); diffusers randn_tensor), so
 the images must agree: the table reports max |image - torch image|.
 
@@ -37,6 +46,9 @@ import sys
 import tempfile
 import time
 
+ENGINES = ("pndm", "pndm-openblas", "torch", "torch-cl", "torch-compile", "ort", "openvino")
+DEFAULT_PYTHONS = ("/work/venv-ref/bin/python", "/work/venv-bench/bin/python")  # torch 1.13; torch 2.x
+BENCH_PYTHON = "/work/venv-bench/bin/python"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(ROOT, "build-bench")
@@ -58,6 +70,11 @@ def _rss_mib():
 
 def worker_versions():
     out = {"python": platform.python_version(), "executable": sys.executable}
+    try:
+        import openvino
+        out["openvino"] = openvino.__version__
+    except ImportError:
+        out["openvino"] = None
     try:
         import torch
         out["torch"] = torch.__version__
@@ -100,47 +117,72 @@ def worker_run(a):
     import numpy as np
     import safetensors.torch  # noqa: F401  (diffusers 0.30 loads .safetensors through it without importing it)
     import torch
-    torch.set_num_threads(a.threads if a.worker == "torch" else 1)
+    torch_kind = a.worker.startswith("torch")
+    torch.set_num_threads(a.threads if torch_kind else 1)
     from diffusers import PNDMPipeline, PNDMScheduler, UNet2DModel
     from diffusers.utils.torch_utils import randn_tensor
     rss_import = _rss_mib()
     res = {"engine": a.worker}
     t0 = time.perf_counter()
     scheduler = PNDMScheduler.from_pretrained(a.folder)
-    if a.worker == "torch":
+    cfg = json.load(open(os.path.join(a.folder, "config.json")))
+    c, s = cfg["in_channels"], cfg["sample_size"]
+    if torch_kind:
         unet = UNet2DModel.from_pretrained(a.folder).eval()
-        pipe = PNDMPipeline(unet=unet, scheduler=scheduler)
+        if a.worker == "torch-cl":
+            unet = unet.to(memory_format=torch.channels_last)
+        run_unet = torch.compile(unet) if a.worker == "torch-compile" else unet
+        pipe = PNDMPipeline(unet=run_unet, scheduler=scheduler)
         pipe.set_progress_bar_config(disable=True)
-        calls = [0]
-        unet.register_forward_hook(lambda m, i, o: calls.__setitem__(0, calls[0] + 1))
         res["load_s"] = time.perf_counter() - t0
+        scheduler.set_timesteps(a.steps)
+        tw = time.perf_counter()
+        with torch.no_grad():  # the warm-up call (excluded)
+            run_unet(torch.zeros(a.batch, c, s, s), scheduler.timesteps[0])
+        res["warmup_s"] = time.perf_counter() - tw
         rss_load = _rss_mib()
         g = torch.Generator().manual_seed(a.seed)
         t1 = time.perf_counter()
         images = pipe(batch_size=a.batch, num_inference_steps=a.steps, generator=g, output_type="np").images
         res["generate_s"] = time.perf_counter() - t1
-        res["unet_calls"] = calls[0]
+        res["unet_calls"] = len(pipe.scheduler.timesteps)  # the pipeline calls the UNet once per timestep
     else:
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = a.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
-        cfg = json.load(open(os.path.join(a.folder, "config.json")))
+        if a.worker == "ort":
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = a.threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
+
+            def run_unet(x, tt):
+                return sess.run(["out"], {"sample": x, "timestep": tt})[0]
+        else:
+            import openvino as ov
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(a.onnx), "CPU", {
+                "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": "LATENCY"})
+            req = compiled.create_infer_request()
+            out_port = compiled.output(0)
+
+            def run_unet(x, tt):
+                return req.infer({"sample": x, "timestep": tt})[out_port].copy()
         res["load_s"] = time.perf_counter() - t0
+        scheduler.set_timesteps(a.steps)
+        tw = time.perf_counter()
+        run_unet(np.zeros((a.batch, c, s, s), np.float32), np.full((a.batch,), int(scheduler.timesteps[0]), np.int64))
+        res["warmup_s"] = time.perf_counter() - tw
         rss_load = _rss_mib()
         g = torch.Generator().manual_seed(a.seed)
         t1 = time.perf_counter()
-        # PNDMPipeline.__call__ with the UNet call replaced by the ONNX session.
-        c, s = cfg["in_channels"], cfg["sample_size"]
+        # PNDMPipeline.__call__ with the UNet call replaced by the ONNX Runtime / OpenVINO model.
         image = randn_tensor((a.batch, c, s, s), generator=g, device=torch.device("cpu"))
         scheduler.set_timesteps(a.steps)
         n = 0
         for t in scheduler.timesteps:
             tt = np.full((a.batch,), int(t), dtype=np.int64)
-            out = sess.run(["out"], {"sample": image.numpy(), "timestep": tt})[0]
+            out = run_unet(image.numpy(), tt)
             n += 1
             image = scheduler.step(torch.from_numpy(out), t, image).prev_sample
         image = (image / 2 + 0.5).clamp(0, 1)
@@ -237,6 +279,19 @@ def machine_info():
             info["MemTotal"] = f.readline().split(":")[1].strip()
     except OSError:
         pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = {}
+            for line in f:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k in ("vendor_id", "cpu family", "model") and k not in cpu:
+                    cpu[k] = v.strip()
+                if not line.strip():
+                    break
+        info["cpu id"] = f"{cpu.get('vendor_id', '?')} family {cpu.get('cpu family', '?')} model {cpu.get('model', '?')}"
+    except OSError:
+        info["cpu id"] = platform.machine()
     info["kernel"] = platform.release()
     try:
         with open("/proc/loadavg") as f:
@@ -268,9 +323,48 @@ def fmt_cmd(cmd, env_extra):
     return rel((pre + " " if pre else "") + " ".join(shlex.quote(c) for c in cmd))
 
 
+REPORT_HEAD = """# pndm benchmarks
+
+One section per machine the benchmark ran on (CPU model and id, SIMD, its own FMA peak): figures
+from different machines are never mixed in one table. Each section is written by
+`bench/run_bench.py`, which replaces the section of the machine it runs on and keeps the others.
+"""
+
+
+def write_section(report, mid, section):
+    """Replace the section of machine mid in report (between its markers), or append it."""
+    text = open(report).read() if os.path.exists(report) else REPORT_HEAD
+    start, end = f"<!-- machine: {mid} -->", f"<!-- end machine: {mid} -->"
+    i, j = text.find(start), text.find(end)
+    if i >= 0 and j > i:
+        text = text[:i] + section + text[j + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(report, "w") as fh:
+        fh.write(text)
+
+
+def lead_table(rows, configs):
+    """Per configuration: pndm's time against the fastest other engine."""
+    out = ["| model | steps | batch | threads | pndm (s) | pndm-openblas (s) | fastest peer | its time (s) | pndm's lead |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for m, steps, b, t in configs:
+        rs = [r for r in rows if (r["model"], r["steps"], r["batch"], r["threads"]) == (m, steps, b, t) and "time_s" in r]
+        own = {r["engine"]: r["time_s"] for r in rs if r["engine"].startswith("pndm")}
+        peers = [r for r in rs if not r["engine"].startswith("pndm")]
+        if "pndm" not in own or not peers:
+            continue
+        best = min(peers, key=lambda r: r["time_s"])
+        ob = own.get("pndm-openblas")
+        out.append(f"| {m} | {steps} | {b} | {t} | {own['pndm']:.3f} | {'–' if ob is None else format(ob, '.3f')} | "
+                   f"{best['engine']} | {best['time_s']:.3f} | {best['time_s'] / own['pndm']:.2f}× |")
+    return out if len(out) > 2 else []
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", choices=["torch", "ort", "versions"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["torch", "torch-cl", "torch-compile", "ort", "openvino", "versions"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -283,11 +377,14 @@ def main():
                     help="inference steps of the celebahq256 row (default 10 = 19 UNet calls; 50 steps take very long)")
     ap.add_argument("--big-batch", type=int, default=1, help="batch of the celebahq256 row (default 1)")
     ap.add_argument("--big-threads", type=int, default=2, help="threads of the celebahq256 row (default 2)")
-    ap.add_argument("--engines", default="pndm,torch,ort", help="subset of pndm,torch,ort (default all)")
+    ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)} (default all; "
+                    "torch-cl and torch-compile run with the --python interpreters that have torch 2.x)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per engine and configuration; median reported (default 3)")
     ap.add_argument("--python", action="append",
-                    help="interpreter for the PyTorch side (default /usr/bin/python3); repeat to compare several")
-    ap.add_argument("--ort-python", default=sys.executable, help="interpreter for the ONNX Runtime side")
+                    help="interpreter for the PyTorch side (default: " + ", ".join(DEFAULT_PYTHONS) + " where present); "
+                    "repeat to compare several")
+    ap.add_argument("--ort-python", default=None,
+                    help=f"interpreter for ONNX Runtime and OpenVINO (default {BENCH_PYTHON} where present, else this one)")
     ap.add_argument("--pndm-gen", default=None, help="pndm-gen binary (default build-bench/pndm-gen, then build/pndm-gen)")
     ap.add_argument("--no-build", action="store_true",
                     help="do not (re)build build-bench/pndm-gen with CMake (Release) before the run")
@@ -299,7 +396,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: cifar10, 4 steps, batch 1, 1 thread, 1 repeat; writes build-bench/BENCHMARKS-quick.md")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (configurations, engines, commands) and exit")
-    ap.add_argument("--output", default=None, help="markdown report (default bench/BENCHMARKS.md)")
+    ap.add_argument("--output", default=None,
+                    help="markdown report whose section for this machine is replaced (default BENCHMARKS.md)")
     ap.add_argument("--json-output", default=None, help="raw results as JSON (default: next to the report, .json)")
     a = ap.parse_args()
 
@@ -314,23 +412,26 @@ def main():
         # 4 steps: the fewest diffusers' PNDMScheduler accepts with the PRK warm-up (13 UNet calls)
         a.steps, a.batches, a.threads, a.models, a.repeats = 4, "1", "1", "cifar10", 1
         a.fma_seconds = min(a.fma_seconds, 0.1)
-    pythons = a.python or ["/usr/bin/python3"]
+    pythons = a.python or ([p for p in DEFAULT_PYTHONS if os.access(p, os.X_OK)] or ["/usr/bin/python3"])
+    if a.ort_python is None:
+        a.ort_python = BENCH_PYTHON if os.access(BENCH_PYTHON, os.X_OK) else sys.executable
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     for e in engines:
-        if e not in ("pndm", "torch", "ort"):
-            raise SystemExit(f"unknown engine '{e}'")
+        if e not in ENGINES:
+            raise SystemExit(f"unknown engine '{e}' (one of {', '.join(ENGINES)})")
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     batches = [int(x) for x in a.batches.split(",")]
     threads = [int(x) for x in a.threads.split(",")]
-    report = a.output or (os.path.join(BUILD, "BENCHMARKS-quick.md") if a.quick else os.path.join(HERE, "BENCHMARKS.md"))
+    report = a.output or (os.path.join(BUILD, "BENCHMARKS-quick.md") if a.quick else os.path.join(ROOT, "BENCHMARKS.md"))
     json_out = a.json_output or os.path.splitext(report)[0] + ".json"
 
     # ---- the models (made once by make_models.py) ----
     need = [m for m in models if not os.path.exists(os.path.join(a.models_dir, m + ".json"))
-            or ("ort" in engines and not os.path.exists(os.path.join(a.models_dir, m + ".onnx")))]
+            or (("ort" in engines or "openvino" in engines)
+                and not os.path.exists(os.path.join(a.models_dir, m + ".onnx")))]
     if need and not a.dry_run:
         cmd = [sys.executable, os.path.join(HERE, "make_models.py"), "--models", ",".join(need), "--out", a.models_dir]
-        if "ort" not in engines:
+        if "ort" not in engines and "openvino" not in engines:
             cmd.append("--no-onnx")
         print("making models:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -357,33 +458,46 @@ def main():
                 break
     eng_list = []  # (label, kind, python)
     versions = {}
-    if "pndm" in engines:
+    for kind in ("pndm", "pndm-openblas"):
+        if kind not in engines:
+            continue
         if pndm_gen and os.access(pndm_gen, os.X_OK):
             r = sh([pndm_gen, "--version"])
-            versions["pndm"] = (r.stdout.strip() or r.stderr.strip()) + f" ({pndm_gen})"
-            eng_list.append(("pndm", "pndm", None))
+            versions[kind] = (r.stdout.strip() or r.stderr.strip()) + f" ({pndm_gen})"
+            eng_list.append((kind, kind, None))
         else:
-            print(f"pndm-gen not found ({pndm_gen or 'build-bench/pndm-gen, build/pndm-gen'}): skipping the pndm column",
+            print(f"pndm-gen not found ({pndm_gen or 'build-bench/pndm-gen, build/pndm-gen'}): skipping the {kind} column",
                   flush=True)
-            versions["pndm"] = "not built"
+            versions[kind] = "not built"
     for py in pythons:
-        if "torch" in engines:
-            r = sh([py, os.path.abspath(__file__), "--worker", "versions"])
-            v = last_json(r.stdout) or {"error": r.stderr[-500:]}
-            label = "torch" if len(pythons) == 1 else f"torch {v.get('torch', '?')}"
+        if not any(e.startswith("torch") for e in engines):
+            break
+        r = sh([py, os.path.abspath(__file__), "--worker", "versions"])
+        v = last_json(r.stdout) or {"error": r.stderr[-500:]}
+        if not (v.get("torch") and v.get("diffusers")):
+            print(f"{py}: no torch/diffusers ({v}); skipping", flush=True)
+            continue
+        tv = v["torch"].split("+")[0]
+        major = int(tv.split(".")[0]) if tv.split(".")[0].isdigit() else 0
+        for kind in ("torch", "torch-cl", "torch-compile"):
+            if kind not in engines or (kind != "torch" and major < 2):
+                continue
+            label = {"torch": "torch", "torch-cl": "torch channels_last", "torch-compile": "torch.compile"}[kind]
+            label += f" {tv}"
             versions[label] = v
-            if v.get("torch") and v.get("diffusers"):
-                eng_list.append((label, "torch", py))
-            else:
-                print(f"{py}: no torch/diffusers ({v}); skipping", flush=True)
-    if "ort" in engines:
+            eng_list.append((label, kind, py))
+    for kind in ("ort", "openvino"):
+        if kind not in engines:
+            continue
         r = sh([a.ort_python, os.path.abspath(__file__), "--worker", "versions"])
         v = last_json(r.stdout) or {"error": r.stderr[-500:]}
-        versions["ort"] = v
-        if v.get("onnxruntime"):
-            eng_list.append(("ort", "ort", a.ort_python))
+        mod = "onnxruntime" if kind == "ort" else "openvino"
+        if v.get(mod):
+            label = f"{'ONNX Runtime' if kind == 'ort' else 'OpenVINO f32'} {v[mod].split('-')[0]}"
+            versions[label] = v
+            eng_list.append((label, kind, a.ort_python))
         else:
-            print(f"{a.ort_python}: no onnxruntime; skipping the ort column", flush=True)
+            print(f"{a.ort_python}: no {mod}; skipping the {kind} column", flush=True)
 
     # ---- configurations ----
     configs = []
@@ -441,14 +555,16 @@ def main():
                 env = dict(os.environ)
                 env_extra = {"OMP_NUM_THREADS": str(t)}
                 env.update(env_extra)
-                if kind == "pndm":
+                if kind.startswith("pndm"):
                     cmd = [pndm_gen, "-m", info["pndm_file"], "-n", str(steps), "-b", str(b), "-t", str(t),
                            "-s", str(a.seed), "-q", "--json", "-o", out]
+                    if kind == "pndm-openblas":
+                        cmd += ["--gemm", "openblas"]
                 else:
                     cmd = [py, os.path.abspath(__file__), "--worker", kind, "--folder", info["diffusers_folder"],
                            "--steps", str(steps), "--batch", str(b), "--threads", str(t), "--seed", str(a.seed),
                            "--out", out]
-                    if kind == "ort":
+                    if kind in ("ort", "openvino"):
                         cmd += ["--onnx", info["onnx_file"]]
                 commands.setdefault(label, fmt_cmd(cmd, env_extra).replace(out, "OUT.npy"))
                 rc, so, se, wall, rss = run_measured(cmd, env, a.timeout)
@@ -461,7 +577,7 @@ def main():
                     run["generate_s"] = tm.get("generate_s", wall)
                     run["load_s"] = tm.get("load_s")
                     run["unet_calls"] = j.get("unet_calls")
-                    for key in ("rss_after_import_mib", "rss_after_load_mib"):
+                    for key in ("rss_after_import_mib", "rss_after_load_mib", "warmup_s"):
                         if key in j:
                             run[key] = j[key]
                 results.setdefault(cfg, {}).setdefault(label, []).append(run)
@@ -538,7 +654,12 @@ def main():
     mi = machine_info()
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     L = []
-    L.append("# pndm benchmarks" + (" (quick smoke run — not a measurement)" if a.quick else ""))
+    peak2 = peak_for(2)
+    mid = f"{mi.get('cpu id', '?')} {mi.get('SIMD', '')}".strip()
+    title = (f"{mi.get('Model name', '?')} ({mi.get('cpu id', '?')}; {mi.get('SIMD', '')}"
+             + (f"; FMA peak {peak2:.0f} GFLOP/s on 2 threads" if peak2 else "") + ")")
+    L.append(f"<!-- machine: {mid} -->")
+    L.append(f"## {title}" + (" — quick smoke run, not a measurement" if a.quick else ""))
     L.append("")
     L.append(f"Measured {now} with `bench/run_bench.py` (commit {mi['git']}). Regenerate with:")
     L.append("")
@@ -547,7 +668,13 @@ def main():
     L.append(f"python3 bench/{os.path.basename(__file__)} {' '.join(shlex.quote(x) for x in sys.argv[1:])}".rstrip())
     L.append("```")
     L.append("")
-    L.append("## Machine")
+    lead = lead_table(rows, configs)
+    if lead:
+        L.append("### pndm against the fastest peer")
+        L.append("")
+        L.extend(lead)
+        L.append("")
+    L.append("### Machine")
     L.append("")
     for key in ("Model name", "CPU(s)", "Core(s) per socket", "Thread(s) per core", "Socket(s)", "CPU max MHz", "BogoMIPS",
                 "Hypervisor vendor", "L1d cache", "L2 cache", "L3 cache", "SIMD", "MemTotal", "kernel", "cc", "openblas",
@@ -555,7 +682,7 @@ def main():
         if key in mi:
             L.append(f"- {key}: {mi[key]}")
     L.append("")
-    L.append("## Software")
+    L.append("### Software")
     L.append("")
     if pndm_build:
         flags = ""
@@ -570,14 +697,15 @@ def main():
                  + "`" + (f" ({flags.strip()})" if flags else ""))
     for label, v in versions.items():
         if isinstance(v, dict):
-            desc = ", ".join(f"{k2} {v[k2]}" for k2 in ("torch", "diffusers", "onnxruntime", "numpy", "python") if v.get(k2))
+            desc = ", ".join(f"{k2} {v[k2]}" for k2 in ("torch", "diffusers", "onnxruntime", "openvino", "numpy", "python")
+                             if v.get(k2))
             L.append(f"- {label}: {desc} ({v.get('executable', '')})")
             if v.get("torch_blas"):
                 L.append(f"  - torch build: {'; '.join(v['torch_blas'])}")
         else:
             L.append(f"- {label}: {v}")
     L.append("")
-    L.append("## Models")
+    L.append("### Models")
     L.append("")
     for m in models:
         i = minfo[m]
@@ -593,7 +721,7 @@ def main():
              "Effective GFLOP/s = FLOPs × UNet calls × batch / time. A faster algorithm (e.g. Winograd) can exceed "
              "what this count implies.")
     L.append("")
-    L.append("## FMA peak (`bench/fma_peak.c`)")
+    L.append("### FMA peak (`bench/fma_peak.c`)")
     L.append("")
     if fma:
         L.append("| ISA | threads | GFLOP/s | per thread |")
@@ -610,7 +738,7 @@ def main():
     else:
         L.append("not measured (--no-fma)")
     L.append("")
-    L.append("## Results")
+    L.append("### Results")
     L.append("")
     L.append(f"{a.repeats} run(s) per cell, engines interleaved run by run (A B C A B C …), each run a fresh process; "
              "the time is the generation alone (noise + all UNet calls + scheduler steps), model loading excluded; "
@@ -631,7 +759,7 @@ def main():
                  + ", ".join(f"{e} ≈ {statistics.median(v):.0f} MiB" for e, v in sorted(after_import.items()))
                  + ") before any model is loaded; the ONNX Runtime loop imports them too (for PNDMScheduler).")
         L.append("")
-    L.append("## Exact commands (from the repository root; one per engine, other rows change -n/-b/-t; "
+    L.append("### Exact commands (from the repository root; one per engine, other rows change -n/-b/-t; "
              "OUT.npy is a temporary file)")
     L.append("")
     L.append("```sh")
@@ -642,13 +770,22 @@ def main():
     L.append("")
     L.append(f"Driver invocation: `{rel(argv_used)}`")
     L.append("")
+    L.append(f"<!-- end machine: {mid} -->")
     os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
-    with open(report, "w") as fh:
-        fh.write("\n".join(L))
+    write_section(report, mid, "\n".join(L))
+    allj = {}
+    try:
+        with open(json_out) as fh:
+            allj = json.load(fh)
+    except (OSError, ValueError):
+        pass
+    if not isinstance(allj.get("machines"), dict):  # one entry per machine, as the report's sections
+        allj = {"machines": {"earlier run": allj} if allj else {}}
+    allj["machines"][mid] = {"machine": mi, "versions": versions, "fma": fma, "models": minfo, "rows": rows,
+                             "runs": {f"{c[0]}|{c[1]}|{c[2]}|{c[3]}": v for c, v in results.items()},
+                             "commands": commands}
     with open(json_out, "w") as fh:
-        json.dump({"machine": mi, "versions": versions, "fma": fma, "models": minfo, "rows": rows,
-                   "runs": {f"{c[0]}|{c[1]}|{c[2]}|{c[3]}": v for c, v in results.items()}, "commands": commands},
-                  fh, indent=2, default=str)
+        json.dump(allj, fh, indent=2, default=str)
     print(f"wrote {report} and {json_out}")
     for fn in os.listdir(tmpdir):
         os.remove(os.path.join(tmpdir, fn))

@@ -193,13 +193,14 @@ static void send_wait(const void *buf, int size, int dst, int tag) {
     }
 }
 
-static void record_text(const ss_run *run, char *out, size_t size) {
-    ss_record rec;
-    run->record(run->record_user, run->plan->seed + (uint64_t)run->plan->start, &rec);
-    size_t o = 0;
+static int record_text(const ss_run *run, char *out, size_t size) {
+    static ss_record rec;
     out[0] = 0;
-    for (int k = 0; k < rec.n && o + 1 < size; k++)
+    int rc = run->record(run->record_user, run->plan->seed + (uint64_t)run->plan->start, &rec);
+    size_t o = 0;
+    for (int k = 0; !rc && k < rec.n && o + 1 < size; k++)
         o += (size_t)snprintf(out + o, size - o, "%s=%s\n", rec.text[k].key, rec.text[k].value);
+    return rc;
 }
 
 /* Bytes of one RESULT message: header, sha256s, pixels for the .npz. */
@@ -215,9 +216,9 @@ static void fill_hello(hello_msg *h, const ss_dist *d, const ss_run *run, int lo
     h->S = run->S;
     h->C = run->C;
     snprintf(h->host, sizeof h->host, "%s", d->host);
-    snprintf(h->kernel, sizeof h->kernel, "%s", pndm_kernel_path());
-    if (!load_rc) record_text(run, h->record, sizeof h->record);
-    if (!load_rc && result_cap(run) > (size_t)INT_MAX)
+    snprintf(h->kernel, sizeof h->kernel, "%s", run->model ? pndm_model_kernel_path(run->model) : "?");
+    if (!load_rc) h->rc = record_text(run, h->record, sizeof h->record);
+    if (!h->rc && result_cap(run) > (size_t)INT_MAX)
         h->rc = cli_fail(PNDM_ERR_USAGE, "a chunk of %lld images does not fit one MPI message: use a smaller --batch",
                          (long long)run->plan->chunk);
 }

@@ -1,12 +1,13 @@
 /* pndm-unet: one UNet2DModel forward on a sample from a .npy file, for parity checks against
  * diffusers (model(sample, t).sample). A thin front over the public API in pndm.h.
  *
- * Exit codes (the pndm_status values): 0 ok, 1 internal, 2 usage, 3 model, 4 I/O,
- * 5 out of memory, 6 input data. On error: one line on stderr and no output file. */
+ * Exit codes: cli.c's table, the same as pndm-gen's (0 ok, 1 internal, 2 usage, 3 model, 4 I/O,
+ * 5 out of memory, 6 input data). On error: one line on stderr and no output file. */
 #define _POSIX_C_SOURCE 200809L
 #include "pndm.h"
 #include "pndm_io.h"
 #include "cli.h"
+#include "outputs.h"
 
 #include <limits.h>
 #include <math.h>
@@ -18,7 +19,23 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Options: one table drives parsing and --help.                                            */
 
-enum { OPT_MODEL, OPT_SAMPLE, OPT_TIMESTEP, OPT_TIMESTEPS, OPT_THREADS, OPT_OUTPUT, OPT_VERBOSE, OPT_HELP };
+enum {
+    OPT_MODEL,
+    OPT_SAMPLE,
+    OPT_TIMESTEP,
+    OPT_TIMESTEPS,
+    OPT_THREADS,
+    OPT_OUTPUT,
+    OPT_OVERWRITE,
+    OPT_QUIET,
+    OPT_KERNEL,
+    OPT_GEMM,
+    OPT_VERBOSE,
+    OPT_COMPLETION,
+    OPT_MAN,
+    OPT_HELP,
+    OPT_VERSION
+};
 
 static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "required",
@@ -28,11 +45,32 @@ static const cli_opt OPTS[] = {
     {OPT_TIMESTEPS, 0, "timesteps", "FILE.npy", "",
      "one timestep per batch element, shape (B,), int64/int32/float32/float64"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
-    {OPT_OUTPUT, 'o', "output", "FILE.npy", "required", "output, float32 (B, C_out, H, W), written atomically"},
+    {OPT_OUTPUT, 'o', "output", "FILE.npy", "required",
+     "output, float32 (B, C_out, H, W), written atomically; - writes the .npy to stdout"},
+    {OPT_OVERWRITE, 0, "overwrite", NULL, "off", "replace the output if it exists (else it is refused)"},
+    {OPT_QUIET, 'q', "quiet", NULL, "off", "nothing on stderr but errors (overrides -v)"},
+    {OPT_KERNEL, 0, "kernel", "ISA", "auto", "ISA path of the own kernels: auto, avx512, avx2, generic"},
+    {OPT_GEMM, 0, "gemm", "BACKEND", "auto", "matrix products: native, openblas or auto"},
     {OPT_VERBOSE, 'v', "verbose", NULL, "off", "print model, kernels, threads and time on stderr"},
+    {OPT_COMPLETION, 0, "completion", "bash", "", "print a bash completion script and exit"},
+    {OPT_MAN, 0, "man", NULL, "", "print the manual page (roff) and exit"},
     {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
+    {OPT_VERSION, 0, "version", NULL, "", "print the version and exit"},
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
+
+static const cli_page PAGE = {
+    "pndm-unet",
+    "run one UNet2DModel forward on a .npy sample (parity checks against diffusers)",
+    "--model PATH --sample X.npy (--timestep T | --timesteps T.npy) -o OUT.npy",
+    "Runs one forward of a diffusers UNet2DModel, like diffusers' model(sample, t).sample, and writes the output as "
+    "float32 .npy. Exactly one of --timestep and --timesteps. diffusers truncates a python float timestep to an "
+    "integer; pndm-unet uses T as given (like a float tensor).",
+    "pndm-unet -m model/ -x sample.npy --timestep 999 -o eps.npy\n"
+    "pndm-unet -m model.safetensors -x x.npy --timesteps t.npy -o - | python3 -c 'import numpy, sys; "
+    "print(numpy.load(sys.stdin.buffer).shape)'",
+    "The output is written to a temporary file and renamed into place; an existing output is refused unless "
+    "--overwrite is given, and a device, FIFO, directory or a link to one is never replaced."};
 
 static void print_help(FILE *f) {
     fprintf(f,
@@ -42,16 +80,17 @@ static void print_help(FILE *f) {
     cli_print_options(f, OPTS, N_OPTS, 28, OPT_THREADS, pndm_default_threads());
     fprintf(f,
             "\nExactly one of --timestep and --timesteps. diffusers truncates a python float timestep to an\n"
-            "integer; pndm-unet uses T as given (like a float tensor).\n"
-            "exit codes: 0 ok, 2 usage, 3 model, 4 I/O, 5 out of memory, 6 input data\n");
+            "integer; pndm-unet uses T as given (like a float tensor).\n\n" CLI_KERNEL_HELP "\n");
+    cli_print_exit_codes(f);
+    cli_print_env(f);
 }
 
 typedef struct {
-    const char *model, *sample, *timesteps, *output;
+    const char *model, *sample, *timesteps, *output, *kernel, *gemm;
     int has_t;
     double t;
     int threads; /* 0: default */
-    int verbose;
+    int verbose, quiet, overwrite;
 } cli_args;
 
 /* Returns -1 to continue, else an exit code. */
@@ -77,15 +116,43 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             break;
         }
         case OPT_OUTPUT: a->output = val; break;
+        case OPT_OVERWRITE: a->overwrite = 1; break;
+        case OPT_QUIET: a->quiet = 1; break;
+        case OPT_KERNEL: a->kernel = val; break;
+        case OPT_GEMM: a->gemm = val; break;
         case OPT_VERBOSE: a->verbose = 1; break;
+        case OPT_COMPLETION:
+            if (strcmp(val, "bash")) return cli_usage_error("--completion: only 'bash' is supported (got '%s')", val);
+            cli_print_bash_completion(stdout, "pndm-unet", OPTS, N_OPTS);
+            return 0;
+        case OPT_MAN: cli_print_man(stdout, &PAGE, OPTS, N_OPTS, pndm_version()); return 0;
         case OPT_HELP: print_help(stdout); return 0;
+        case OPT_VERSION: cli_out("pndm-unet %s\n", pndm_version()); return 0;
         }
     }
+    if (a->quiet) a->verbose = 0;
     if (!a->model) return cli_usage_error("--model is required");
     if (!a->sample) return cli_usage_error("--sample is required");
     if (!a->output) return cli_usage_error("--output is required");
     if (a->has_t == !!a->timesteps) return cli_usage_error("give exactly one of --timestep and --timesteps");
+    size_t lo = strlen(a->output);
+    if (strcmp(a->output, "-") && (lo < 4 || strcmp(a->output + lo - 4, ".npy")))
+        return cli_usage_error("--output must be a .npy file or - (got '%s'): pndm-unet writes float32 .npy",
+                               a->output);
     return -1;
+}
+
+/* Before the model is loaded: the output can be written, is none of the inputs, and replaces
+ * nothing unless --overwrite. */
+static int plan_output(const cli_args *a) {
+    cli_outputs o = {0};
+    int rc = outputs_add(&o, "--output", a->output);
+    if (!rc) rc = outputs_add_input(&o, "--sample", a->sample);
+    if (!rc) rc = outputs_add_input(&o, "--timesteps", a->timesteps);
+    if (!rc) rc = outputs_add_input(&o, "--model", a->model);
+    if (!rc) rc = outputs_check(&o, a->overwrite ? OUT_REPLACE : OUT_REFUSE, a->overwrite);
+    outputs_free(&o);
+    return rc;
 }
 
 static int run(const cli_args *a) {
@@ -93,9 +160,12 @@ static int run(const cli_args *a) {
     pndm_model *m = NULL;
     pndm_npy xs = {0}, ts = {0};
     float *x = NULL, *t = NULL, *y = NULL;
-    int rc = 0;
+    int rc = plan_output(a);
+    if (rc) return rc;
+    pndm_model_params mp = pndm_model_default_params();
+    if (cli_kernel_params(a->kernel, a->gemm, &mp)) return PNDM_ERR_USAGE;
     double t0 = cli_now_s();
-    if (pndm_model_load(a->model, &m, &err) != PNDM_OK) {
+    if (pndm_model_load_ex(a->model, &mp, &m, &err) != PNDM_OK) {
         rc = cli_fail(err.code, "%s", err.msg);
         goto done;
     }
@@ -190,20 +260,23 @@ static int run(const cli_args *a) {
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGHUP);
     sigprocmask(SIG_BLOCK, &block, &old_mask);
-    pndm_status ws = pndm_npy_save_f32(a->output, y, 4, shape, &err);
-    sigprocmask(SIG_SETMASK, &old_mask, NULL);
-    if (ws != PNDM_OK) {
+    void *npy = NULL;
+    size_t npy_size = 0;
+    if (pndm_npy_encode_f32(y, 4, shape, &npy, &npy_size, &err) != PNDM_OK)
         rc = cli_fail(err.code, "%s", err.msg);
-        goto done;
-    }
+    else
+        rc = cli_write_output(a->output, npy, npy_size, a->overwrite);
+    free(npy);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    if (rc) goto done;
     if (a->verbose)
         fprintf(
             stderr,
             "pndm-unet: %s, %zu parameters, kernels %s, %d threads; load %.1f ms, forward (%d, %d, %d, %d) %.1f ms\n",
-            pndm_model_path(m), pndm_model_param_count(m), pndm_kernel_path(),
+            pndm_model_path(m), pndm_model_param_count(m), pndm_model_kernel_path(m),
             a->threads > 0 ? a->threads : pndm_default_threads(), (t1 - t0) * 1e3, B, (int)xs.shape[1], H, W,
             (t2 - t1) * 1e3);
-    printf("%s\n", a->output);
+    if (strcmp(a->output, "-")) cli_out("%s\n", a->output);
 done:
     free(x);
     free(t);
@@ -216,10 +289,11 @@ done:
 
 int main(int argc, char **argv) {
     cli_prog = "pndm-unet";
+    cli_guard_std_fds();
     /* past a file-size limit (ulimit -f) write() then fails with EFBIG instead of killing us */
     signal(SIGXFSZ, SIG_IGN);
     cli_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc >= 0) return rc;
-    return run(&a);
+    if (rc >= 0) return cli_finish_stdout(rc);
+    return cli_finish_stdout(run(&a));
 }

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sampleset.h"
 #include "cli.h"
+#include "outputs.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -260,6 +261,22 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
                                "(got '%s')",
                                output);
     }
+    /* without --skip-existing or --overwrite an image of the set already there is refused now,
+     * before the run, like every other output of pndm-gen */
+    if (!a->skip_existing && !a->overwrite) {
+        char name[PATH_MAX], first[PATH_MAX] = "";
+        int64_t there = 0;
+        struct stat st;
+        for (int64_t i = pl->start; i < pl->start + pl->count; i++) {
+            pattern_name(&pl->png, i, name, sizeof name);
+            if (lstat(name, &st) == 0 && there++ == 0) snprintf(first, sizeof first, "%s", name);
+        }
+        if (there)
+            return cli_fail(PNDM_ERR_IO,
+                            "%s%s exist%s: use --skip-existing to keep the images of this set already there "
+                            "(files of another run are refused), or --overwrite to replace them",
+                            first, there > 1 ? " and other images of the set" : "", there > 1 ? "" : "s");
+    }
     if (a->manifest) {
         if (strcmp(ext_of(a->manifest), ".jsonl"))
             return cli_usage_error("--manifest needs a .jsonl path (got '%s')", a->manifest);
@@ -347,7 +364,9 @@ struct ss_worker {
     float *img;   // (B, S, S, C)
     uint8_t *pix; // (B, S, S, C)
     int *state;   // B
+    int *replace; // B: an existing file is replaced (--overwrite)
     char (*sha)[65];
+    ss_record rec; /* one image's text chunks */
     uint8_t *rpix; // (B, S, S, C), with need_pixels
     ss_result res;
 };
@@ -358,6 +377,7 @@ void ss_worker_free(ss_worker *w) {
     free(w->img);
     free(w->pix);
     free(w->state);
+    free(w->replace);
     free(w->sha);
     free(w->rpix);
     free(w);
@@ -376,9 +396,10 @@ int ss_worker_new(const ss_run *run, int need_pixels, ss_worker **out) {
     w->img = malloc(B * w->px * sizeof *w->img);
     w->pix = malloc(B * w->px);
     w->state = malloc(B * sizeof *w->state);
+    w->replace = malloc(B * sizeof *w->replace);
     w->sha = malloc(B * sizeof *w->sha);
     w->rpix = need_pixels ? malloc(B * w->px) : NULL;
-    if (!w->lat || !w->img || !w->pix || !w->state || !w->sha || (need_pixels && !w->rpix)) {
+    if (!w->lat || !w->img || !w->pix || !w->state || !w->replace || !w->sha || (need_pixels && !w->rpix)) {
         ss_worker_free(w);
         return cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for a chunk of %lld images", (long long)B);
     }
@@ -478,10 +499,10 @@ static int check_existing(ss_worker *w, const char *name, int64_t i, int j) {
         return cli_fail(PNDM_ERR_IO, "%s is in the way: it is not a regular file (image %lld of this set goes there)",
                         name, (long long)i);
     if (!pl->skip_existing) {
-        if (run->existing == SS_EXISTING_OVERWRITE) return 0;
+        if (run->existing == SS_EXISTING_OVERWRITE) return w->replace[j] = 1, 0;
         return cli_fail(PNDM_ERR_IO,
                         "%s exists: use --skip-existing to keep the images of this set already there (files of "
-                        "another run are refused)",
+                        "another run are refused), or --overwrite to replace them",
                         name);
     }
     char *buf;
@@ -495,9 +516,13 @@ static int check_existing(ss_worker *w, const char *name, int64_t i, int j) {
         snprintf(why, sizeof why, "not a complete PNG: %.400s", err.msg);
         bad = 1;
     } else {
-        ss_record rec;
-        run->record(run->record_user, pl->seed + (uint64_t)i, &rec);
-        bad = texts_match(&f, &rec, why, sizeof why) != 0;
+        int rc = run->record(run->record_user, pl->seed + (uint64_t)i, &w->rec);
+        if (rc) {
+            found_free(&f);
+            free(buf);
+            return rc;
+        }
+        bad = texts_match(&f, &w->rec, why, sizeof why) != 0;
     }
     found_free(&f);
     uint8_t *px = NULL;
@@ -514,9 +539,10 @@ static int check_existing(ss_worker *w, const char *name, int64_t i, int j) {
     if (bad) {
         free(px);
         free(buf);
+        if (run->existing == SS_EXISTING_OVERWRITE) return w->replace[j] = 1, 0; /* --overwrite: remade */
         return cli_fail(PNDM_ERR_IO,
-                        "%s is in the way: it is not image %lld of this set (%s); move it away or write the set "
-                        "elsewhere",
+                        "%s is in the way: it is not image %lld of this set (%s); move it away, write the set "
+                        "elsewhere, or replace it with --overwrite",
                         name, (long long)i, why);
     }
     if (pl->parts)
@@ -552,19 +578,20 @@ static int generate_run(ss_worker *w, int64_t start, int a, int b) {
         const uint8_t *px = w->pix + (size_t)(j - a) * w->px;
         char name[PATH_MAX];
         ss_name(pl, i, name, sizeof name);
-        ss_record rec;
-        run->record(run->record_user, pl->seed + (uint64_t)i, &rec);
+        int rc = run->record(run->record_user, pl->seed + (uint64_t)i, &w->rec);
+        if (rc) return rc;
         void *png;
         size_t size;
-        if (pndm_png_encode(px, run->S, run->S, run->C, rec.text, rec.n, &png, &size, &err))
+        if (pndm_png_encode(px, run->S, run->S, run->C, w->rec.text, w->rec.n, &png, &size, &err))
             return cli_fail(err.code, "%s: %s", name, err.msg);
         if (pl->parts)
             pixels_sha(px, w->px, w->sha[j]);
         else
             pndm_sha256_hex(png, size, w->sha[j]);
-        st = pndm_write_file_atomic(name, png, size, &err);
+        /* a file that was not there is never replaced, should one appear meanwhile */
+        rc = cli_write_output(name, png, size, w->replace[j]);
         free(png);
-        if (st) return cli_fail(st, "%s", err.msg);
+        if (rc) return rc;
         if (w->need_pixels) memcpy(w->rpix + (size_t)j * w->px, px, w->px);
         w->state[j] = IMG_HAVE;
         w->res.generated++;
@@ -585,6 +612,7 @@ int ss_worker_chunk(ss_worker *w, int64_t start, int64_t count, const ss_result 
     char name[PATH_MAX];
     for (int j = 0; j < (int)count; j++) {
         w->state[j] = IMG_NEED;
+        w->replace[j] = 0;
         ss_name(pl, start + j, name, sizeof name);
         if ((rc = check_existing(w, name, start + j, j))) return rc;
         if (w->state[j] == IMG_HAVE) w->res.skipped++;
@@ -840,10 +868,10 @@ void ss_report(const ss_run *run, const ss_rank_stats *st, int n_ranks, double w
         if (!pl->parts)
             for (int64_t i = pl->start; i < pl->start + pl->count; i++) {
                 ss_name(pl, i, name, sizeof name);
-                puts(name);
+                cli_out("%s\n", name);
             }
-        if (pl->npz[0]) puts(pl->npz);
-        puts(pl->manifest);
+        if (pl->npz[0]) cli_out("%s\n", pl->npz);
+        cli_out("%s\n", pl->manifest);
         return;
     }
     char num[32];
@@ -901,7 +929,7 @@ void ss_report(const ss_run *run, const ss_rank_stats *st, int n_ranks, double w
     cJSON_AddNumberToObject(tm, "images_per_s", ips);
     cJSON_AddItemToObject(j, "timings", tm);
     char *s = cJSON_Print(j);
-    if (s) puts(s);
+    if (s) cli_out("%s\n", s);
     free(s);
     cJSON_Delete(j);
 }
@@ -920,7 +948,7 @@ int ss_run_local(const ss_run *run) {
     memset(&st, 0, sizeof st);
     st.threads = run->gen.n_threads;
     gethostname(st.host, sizeof st.host - 1);
-    snprintf(st.kernel, sizeof st.kernel, "%s", pndm_kernel_path());
+    snprintf(st.kernel, sizeof st.kernel, "%s", pndm_model_kernel_path(run->model));
     ss_queue q;
     ss_queue_init(&q, pl, 1);
     ss_progress prog = {cli_now_s(), isatty(STDERR_FILENO), 0};

@@ -32,6 +32,7 @@ typedef struct ss_args {
     const char *npz;       /* --npz FILE: also pack the PNG set into one .npz */
     const char *manifest;  /* --manifest FILE (default: next to the set) */
     int quiet;             /* -q: no note on stderr */
+    int overwrite;         /* --overwrite: a file in the way is replaced, not refused */
 } ss_args;
 
 /* --shard K/R (0 <= K < R): 0, or the usage exit code after a message. */
@@ -39,18 +40,18 @@ int ss_parse_shard(const char *val, ss_args *a);
 
 /* The PNG text chunks of one image, exactly as `pndm-gen -b 1 -s image_seed` writes them: the
  * writer and --skip-existing's check both take them from the one function pndm-gen provides, so
- * the check follows any change of the metadata. */
+ * the check follows any change of the metadata. Returns 0 or an exit code (message printed). */
 #define SS_TEXT_MAX 8
 typedef struct ss_record {
     pndm_png_text text[SS_TEXT_MAX];
     int n;
-    char store[8192]; /* the strings text[] points into */
+    char store[16384]; /* the strings text[] points into */
 } ss_record;
-typedef void (*ss_record_fn)(const void *user, uint64_t image_seed, ss_record *rec);
+typedef int (*ss_record_fn)(void *user, uint64_t image_seed, ss_record *rec);
 
-/* A file in the way that is not one of this run's images: replaced (pndm-gen's behaviour for
- * its other outputs) or refused (the policy a --no-clobber/--overwrite option can select).
- * With --skip-existing a file in the way is always refused, this run's own files are kept. */
+/* An existing file where an image of the set goes: refused (pndm-gen's default for every output,
+ * before the run starts) or replaced (--overwrite). With --skip-existing a file that is this
+ * run's image is kept, and only a file of another run is refused (or replaced with --overwrite). */
 typedef enum { SS_EXISTING_OVERWRITE, SS_EXISTING_REFUSE } ss_existing;
 
 /* Names of a %d pattern: DIR/PREFIX<index>SUFFIX, the index printed with `width` digits. */
@@ -92,7 +93,7 @@ typedef struct ss_run {
     int C, S;
     int unet_calls; /* per chunk, for the report */
     ss_record_fn record;
-    const void *record_user;
+    void *record_user;
     ss_existing existing;
     int quiet, verbose, json;
     const volatile sig_atomic_t *signal;

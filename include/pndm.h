@@ -1,20 +1,33 @@
 /* pndm.h — diffusion image generation on the CPU with PNDM, a native counterpart of
  * Hugging Face diffusers' PNDMPipeline (UNet2DModel + PNDMScheduler).
  *
- * This header is the manual. Usage:
+ * This header is the manual. A complete program (tests/cli_install.sh builds it as written
+ * against the installed library: cc app.c $(pkg-config --cflags --libs pndm)):
  *
- *     pndm_error err;
- *     pndm_model *m = NULL;
- *     if (pndm_model_load("model.safetensors", &m, &err) != PNDM_OK) {
- *         fprintf(stderr, "%s\n", err.msg); return err.code;
+ *     #include <pndm.h>
+ *     #include <stdio.h>
+ *     #include <stdlib.h>
+ *
+ *     int main(int argc, char **argv) {
+ *         const char *path = argc > 1 ? argv[1] : pndm_default_model_path();
+ *         pndm_error err;
+ *         pndm_model *m = NULL;
+ *         if (!path) return fprintf(stderr, "no model\n"), 1;
+ *         if (pndm_model_load(path, &m, &err) != PNDM_OK) return fprintf(stderr, "%s\n", err.msg), err.code;
+ *         pndm_gen_params p = pndm_gen_default_params();
+ *         p.steps = 50; p.batch = 4; p.seed = 42;
+ *         size_t n = pndm_gen_latent_count(m, &p);            // B*C*H*W floats
+ *         float *lat = malloc(n * sizeof *lat);
+ *         if (!lat || pndm_generate(m, &p, NULL, lat, &err) != PNDM_OK) {
+ *             fprintf(stderr, "%s\n", lat ? err.msg : "out of memory");
+ *             return 1;
+ *         }
+ *         // lat: (B, C, H, W) final latents, image = clamp(lat/2 + 0.5, 0, 1)
+ *         printf("%d images, model %s, weights %s\n", p.batch, path, pndm_model_sha256(m));
+ *         free(lat);
+ *         pndm_model_free(m);
+ *         return 0;
  *     }
- *     pndm_gen_params p = pndm_gen_default_params();
- *     p.steps = 50; p.batch = 4; p.seed = 42;
- *     size_t n = pndm_gen_latent_count(m, &p);            // B*C*H*W floats
- *     float *lat = malloc(n * sizeof *lat);
- *     if (pndm_generate(m, &p, NULL, lat, &err) != PNDM_OK) { ... }
- *     // lat: (B, C, H, W) final latents, image = clamp(lat/2 + 0.5, 0, 1)
- *     pndm_model_free(m);
  *
  * File formats (.npy, PNG with text chunks, atomic writes) are in pndm_io.h.
  *
@@ -39,6 +52,11 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+/* Everything declared here is the library's interface: visible from libpndm.so, which is built
+ * with hidden visibility for all else (internal names never leak to a program or an FFI). */
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility push(default)
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -179,6 +197,11 @@ int pndm_model_out_channels(const pndm_model *m);
 int pndm_model_sample_size(const pndm_model *m);
 size_t pndm_model_param_count(const pndm_model *m);
 const char *pndm_model_path(const pndm_model *m);
+/* The weights' identity: SHA-256 (64 lowercase hex digits) of the tensors in name order (name,
+ * dtype, shape, data), computed once at load in the same pass as the NaN/Inf scan. It does not
+ * depend on the file format, the layout (single file, model or pipeline folder), the path or
+ * the tensor order in the file: the same weights give the same id (F16 and F32 copies differ). */
+const char *pndm_model_sha256(const pndm_model *m);
 /* The scheduler config stored with the model (diffusers' PNDMScheduler defaults if none was
  * stored), parsed into *cfg (free with pndm_scheduler_config_free). */
 pndm_status pndm_model_get_scheduler_config(const pndm_model *m, pndm_scheduler_config *cfg, pndm_error *err);
@@ -199,11 +222,14 @@ pndm_status pndm_unet_forward(const pndm_model *m, const float *x, int B, int H,
  * (SMT siblings count once). The forward keeps one pool of that many threads per model between
  * calls. */
 int pndm_default_threads(void);
-/* Kernel path in use, for -v: "avx512", "avx2" or "generic", chosen once per process from the
- * CPU (the environment variable PNDM_KERNEL=avx2|generic forces a lower one). Results are
- * byte-identical for any thread count or batch split within a path, not across paths. 3x3
- * convolutions with >= 16 channels on images of >= 8x8 use Winograd F(4x4,3x3) or F(2x2,3x3)
- * on every path (PNDM_WINOGRAD=0 disables it, for comparisons). */
+/* The kernels a model runs on (its pndm_model_params, resolved on this CPU), for -v and logs:
+ * the ISA path "avx512", "avx2" or "generic", with "+openblas" when the matrix products go
+ * through OpenBLAS. Results are byte-identical for any thread count or batch split on one
+ * machine with one choice, not across choices. 3x3 convolutions with >= 16 channels on images
+ * of >= 8x8 use Winograd F(4x4,3x3) or F(2x2,3x3) unless params.winograd is 0. */
+const char *pndm_model_kernel_path(const pndm_model *m);
+/* What pndm_model_kernel_path gives a model loaded with pndm_model_default_params() on this CPU
+ * (the best ISA path it has; OpenBLAS where that is the generic one and OpenBLAS is built in). */
 const char *pndm_kernel_path(void);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -248,6 +274,9 @@ void pndm_latents_to_images(const float *latents, int B, int C, int H, int W, fl
 /* 8-bit pixels as numpy/PIL: round-half-to-even(image*255). n values. */
 void pndm_images_to_u8(const float *images, size_t n, uint8_t *pixels);
 
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

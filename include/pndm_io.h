@@ -14,12 +14,41 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Everything declared here is the library's interface: visible from libpndm.so, which is built
+ * with hidden visibility for all else (internal names never leak to a program or an FFI). */
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility push(default)
+#endif
 
 /* ---------------------------------------------------------------------------------------- */
 /* Files. Writers write to memory; pndm_write_file_atomic puts bytes on disk under a temporary */
 /* name in the same directory and renames it, so no partial file is ever visible.             */
 
+/* What may be at `path`: nothing (the file is created), a regular file (replaced), or a symbolic
+ * link to a regular file (its target is replaced and the link stays). Anything else, a
+ * directory, FIFO, device or socket, or a link to one, or a dangling link, is refused with
+ * PNDM_ERR_IO and never renamed over; so is a missing or unwritable directory. */
 pndm_status pndm_write_file_atomic(const char *path, const void *data, size_t size, pndm_error *err);
+/* The same with flags: PNDM_WRITE_NO_REPLACE refuses an existing file (PNDM_ERR_IO "already
+ * exists"), also one that appears while writing (the file is put in place with link(), which
+ * never replaces). */
+#define PNDM_WRITE_NO_REPLACE 1u
+pndm_status pndm_write_file_ex(const char *path, const void *data, size_t size, unsigned flags, pndm_error *err);
+
+/* Where a write to `path` would go, checked as the writer checks it (same messages), without
+ * writing: for refusing bad or colliding outputs before a long computation. */
+typedef struct pndm_output_target {
+    char path[4096];           /* the file written: path itself, or a symbolic link's target */
+    const char *name;          /* its file name (into path) */
+    int exists;                /* a regular file is there now */
+    int via_symlink;           /* path is a symbolic link */
+    uint64_t dir_dev, dir_ino; /* the directory it is in */
+    uint64_t dev, ino;         /* the existing file (exists only) */
+} pndm_output_target;
+pndm_status pndm_output_resolve(const char *path, pndm_output_target *t, pndm_error *err);
+/* Two resolved outputs are the same file: the same name in the same directory (however the
+ * paths spell it: ./, .., symbolic links), or the same existing file (hard links). */
+int pndm_output_same(const pndm_output_target *a, const pndm_output_target *b);
 /* Read a whole file (malloc'ed, NUL-terminated beyond size). max_size 0 = no limit. */
 pndm_status pndm_read_file(const char *path, size_t max_size, char **data, size_t *size, pndm_error *err);
 
@@ -76,6 +105,9 @@ void pndm_npz_abort(pndm_npz_writer *w);                          /* NULL is fin
 /* SHA-256 of a buffer as 64 lowercase hex digits + NUL (content hashes of outputs and weights). */
 void pndm_sha256_hex(const void *data, size_t size, char hex[65]);
 
+#if defined(__GNUC__) && !defined(PNDM_NO_VISIBILITY)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -21,10 +21,11 @@ no_temp() { # no_temp DIR WHAT
 }
 complete_png() { [ "$(tail -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "49454e44ae426082" ]; }
 
-# wait_for COND_COMMAND...: poll up to 60 s (sanitizer builds are slow)
+# wait_for COND_COMMAND...: poll up to 180 s (sanitizer builds are slow, and ctest -j2 on a shared
+# 2-core machine ran the 20000-image batch past 60 s before its 50th image)
 wait_for() {
   local i
-  for i in $(seq 600); do "$@" && return 0; kill -0 "$PID" 2>/dev/null || return 1; sleep 0.1; done
+  for i in $(seq 1800); do "$@" && return 0; kill -0 "$PID" 2>/dev/null || return 1; sleep 0.1; done
   return 1
 }
 

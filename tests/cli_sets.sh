@@ -69,8 +69,10 @@ cmp -s "$T/b1_t1/manifest.jsonl" "$T/b4_t1/manifest.jsonl" && cmp -s "$T/b1_t1/m
   ok || bad "manifests differ between batch sizes"
 head -1 "$T/b1_t1/manifest.jsonl" | grep -q '^{"index":0,"seed":100,"file":"set/00.png","sha256":"[0-9a-f]\{64\}"}$' &&
   ok || bad "manifest line: $(head -1 "$T/b1_t1/manifest.jsonl")"
-"$GEN" --info "$T/b4_t1/set/07.png" | grep -q "seed=107; per_image_seeds=0; image_index=0; batch=1" && ok ||
-  bad "PNG record of image 7: $("$GEN" --info "$T/b4_t1/set/07.png" | head -1)"
+"$GEN" --info "$T/b4_t1/set/07.png" | grep "seed=107; per_image_seeds=0; batch=1;" | grep -q "image_index=0; image_seed=107" &&
+  ok || bad "PNG record of image 7: $("$GEN" --info "$T/b4_t1/set/07.png" | head -1)"
+expect 0 "--reproduce a set image" -- "$GEN" -q --reproduce "$T/b4_t1/set/07.png" -m "$GRAY" -o "$T/rep07.png"
+cmp -s "$T/rep07.png" "$T/ref/set/07.png" && ok || bad "--reproduce of a set image differs"
 
 # 3. --start-index continues a set; --shard K/R splits it; the shards' union is the set
 mkdir -p "$T/si/set" "$T/sh/set"
@@ -120,6 +122,21 @@ mkdir "$T/sk/set/06.png.d"; rm "$T/sk/set/06.png"; ln -s 06.png.d "$T/sk/set/06.
 expect 4 "symlink in the way" -- "$GEN" -q -m "$GRAY" "${STEPS[@]}" -N $N -b 4 -s $S -o "$T/sk/set/%02d.png" --skip-existing
 grep -q "06.png is in the way: it is not a regular file" "$T/err" && ok || bad "symlink message: $(cat "$T/err")"
 [ -L "$T/sk/set/06.png" ] && [ -d "$T/sk/set/06.png.d" ] && ok || bad "the symlink was replaced"
+
+# existing files without --skip-existing: refused before the run (nothing written), or replaced
+# with --overwrite; --skip-existing --overwrite replaces only a file of another run
+mkdir -p "$T/ow"; cp -r "$T/ref/set" "$T/ow/"; cp "$T/ref/set/02.png" "$T/ow/set/05.png"
+expect 4 "existing set, no policy" -- "$GEN" -q -m "$GRAY" "${STEPS[@]}" -N $N -b 4 -s $S -o "$T/ow/set/%02d.png"
+grep -q "00.png and other images of the set exist: use --skip-existing" "$T/err" && [ ! -e "$T/ow/set/manifest.jsonl" ] &&
+  ok || bad "refusal of an existing set: $(cat "$T/err")"
+expect 0 "--skip-existing --overwrite" -- "$GEN" -q --json -m "$GRAY" "${STEPS[@]}" -N $N -b 4 -s $S -o "$T/ow/set/%02d.png" --skip-existing --overwrite
+grep -q '"generated":[[:space:]]*1,' "$T/out" && cmp -s "$T/ow/set/05.png" "$T/ref/set/05.png" && ok || bad "the file of another run was not remade"
+cp "$T/ref/set/02.png" "$T/ow/set/05.png"
+expect 0 "--overwrite" -- "$GEN" -q --json -m "$GRAY" "${STEPS[@]}" -N $N -b 4 -s $S -o "$T/ow/set/%02d.png" --overwrite
+grep -q '"generated":[[:space:]]*'$N, "$T/out" && ok || bad "--overwrite: $(grep generated "$T/out")"
+rm "$T/ow/set/manifest.jsonl"
+same_dirs "$T/ref/set" "$T/ow/set" "after --overwrite"
+expect 2 "-N with --reproduce" -- "$GEN" -N 2 --reproduce "$T/ref/set/00.png" -o "$T/u2.png"
 
 # 6. kill -9 at random moments, resume each time with --skip-existing: the final set is the
 #    uninterrupted run's, byte for byte, with no temporary file left

@@ -43,6 +43,23 @@ for n in 1 3; do
     if cmp -s "$TMP/th$n.npy" "$TMP/b_cifar10_shrunk.batch.npy"; then ok; else fail "--threads $n output differs"; fi
 done
 
+# ---- kernel choices: every backend and ISA path within the golden tolerance, and
+# byte-identical for any --threads on each ---------------------------------------------------
+B="$U/b_cifar10_shrunk"
+for k in "--gemm native" "--gemm openblas" "--kernel generic" "--kernel avx2"; do
+    # shellcheck disable=SC2086
+    if ! "$BIN" -m "$B/model" -x "$B/sample.npy" --timesteps "$B/t_batch.npy" $k -v --overwrite -o "$TMP/k1.npy" \
+        >/dev/null 2>"$TMP/err"; then
+        if grep -q "not built in" "$TMP/err"; then echo "  ($k: $(cat "$TMP/err"))"; continue; fi
+        fail "$k: $(cat "$TMP/err")"; continue
+    fi
+    echo "  $k: $(grep -o 'kernels [a-z0-9+]*' "$TMP/err")"
+    if "$CMP" --compare "$TMP/k1.npy" "$B/out_t_batch.npy" >/dev/null; then ok; else fail "$k: out_t_batch"; fi
+    # shellcheck disable=SC2086
+    "$BIN" -m "$B/model" -x "$B/sample.npy" --timesteps "$B/t_batch.npy" $k -t 3 --overwrite -o "$TMP/k3.npy" >/dev/null 2>&1
+    if cmp -s "$TMP/k1.npy" "$TMP/k3.npy"; then ok; else fail "$k: --threads 3 output differs"; fi
+done
+
 # ---- help ------------------------------------------------------------------------------------
 out=$("$BIN" --help 2>/dev/null); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q -- "--timesteps" && printf '%s' "$out" | grep -q "default: "; then ok
@@ -68,6 +85,8 @@ expect() {
     echo "  exit $rc ($what): $(head -1 "$TMP/stderr")"
 }
 A="$U/a_dummy"
+expect 2 "--gemm unknown" -m "$A/model" -x "$A/sample.npy" --timestep 1 --gemm cuda -o "$OUT"
+expect 2 "--kernel unknown" -m "$A/model" -x "$A/sample.npy" --timestep 1 --kernel neon -o "$OUT"
 # make_npy FILE SHAPE COUNT: a float32 .npy of zeros (format 1.0, header padded to 64 bytes)
 make_npy() {
     local dict="{'descr': '<f4', 'fortran_order': False, 'shape': $2, }"

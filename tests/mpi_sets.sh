@@ -58,13 +58,16 @@ cmp -s "$T/ref/set.npz" "$T/mz/set.npz" && cmp -s "$T/ref/set.manifest.jsonl" "$
 [ ! -e "$T/mz/set.npz.parts" ] && ok || bad "parts folder left"
 
 # 3. a rank killed mid-run: the job fails naming the rank and host; --skip-existing finishes it
-mkdir -p "$T/k/set"
-(cd "$T/k" && exec "$MPIRUN" --allow-run-as-root --oversubscribe -n 3 "$GEN" "${SET[@]}" -b 2 -o 'set/%02d.png' \
+#    (a longer set, so that the others cannot finish it while mpirun ends the job)
+SETK=(-m "$GRAY" -n 8 -N 48 -s 7 -q)
+mkdir -p "$T/ref_k/set" "$T/k/set"
+in_dir "$T/ref_k" "$GEN" "${SETK[@]}" -b 4 -t 2 -o 'set/%02d.png' >/dev/null || bad "reference of the kill test"
+(cd "$T/k" && exec "$MPIRUN" --allow-run-as-root --oversubscribe -n 3 "$GEN" "${SETK[@]}" -b 2 -o 'set/%02d.png' \
   >"$T/out_k" 2>"$T/err_k") &
 MPID=$!
 victim=""
 for i in $(seq 1200); do
-  if [ "$(ls "$T/k/set" 2>/dev/null | grep -c 'png$')" -ge 2 ]; then
+  if [ "$(ls "$T/k/set" 2>/dev/null | grep -c 'png$')" -ge 1 ]; then
     # mpirun starts the local ranks as its children; rank 1 is the one with OMPI_COMM_WORLD_RANK=1
     for c in $(cat /proc/$MPID/task/*/children 2>/dev/null); do
       { tr '\0' '\n' < "/proc/$c/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$c
@@ -79,11 +82,11 @@ wait "$MPID"; rc=$?; MPID=""
 [ "$rc" != 0 ] && ok || bad "killed rank: mpirun exit 0"
 grep -q "rank 1" "$T/err_k" && grep -q "$HOST" "$T/err_k" && ok || bad "killed rank: no message naming rank 1 on $HOST: $(tail -5 "$T/err_k")"
 have=$(ls "$T/k/set" | grep -c 'png$')
-echo "killed rank 1: $have of 18 images were done"
-[ "$have" -lt 18 ] && ok || bad "the set was complete before the kill"
-if in_dir "$T/k" mpi 2 "$GEN" "${SET[@]}" -b 3 -o 'set/%02d.png' --skip-existing >/dev/null 2>"$T/err"; then ok; else
+echo "killed rank 1: $have of 48 images were done"
+[ "$have" -lt 48 ] && ok || bad "the set was complete before the kill"
+if in_dir "$T/k" mpi 2 "$GEN" "${SETK[@]}" -b 3 -o 'set/%02d.png' --skip-existing >/dev/null 2>"$T/err"; then ok; else
   bad "resume: $(tail -3 "$T/err")"; fi
-same_dirs "$T/ref/set" "$T/k/set" "killed rank, resumed"
+same_dirs "$T/ref_k/set" "$T/k/set" "killed rank, resumed"
 
 # 4. a rank that cannot write (file size limit 0): exit 4, the rank and host named, resumable
 mkdir -p "$T/f/set"

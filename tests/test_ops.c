@@ -1,4 +1,4 @@
-// ctest-label: unit
+// ctest-label: unit;threads
 /* Each UNet kernel (src/ops.c, conv.c, gemm.c) against a naive double-precision reference, plus
  * the determinism contract: same bytes for any thread count, image b independent of the batch.
  * The convolutions and attention run on every GEMM path the CPU has (avx512, avx2, generic),
@@ -26,12 +26,16 @@ static float *rand_buf(size_t n) {
     return p;
 }
 
+/* The kernels under test (main switches them: every ISA path the CPU has, Winograd on and off). */
+static op_kernels kern;
+
 typedef struct ctx_holder {
     ops_ctx c;
     float *mem;
 } ctx_holder;
 
 static void ctx_make(ctx_holder *h, int threads, size_t ws_floats, size_t shared_floats) {
+    h->c.k = &kern;
     h->c.pool = threads > 1 ? tp_create(threads) : NULL;
     h->c.ws = calloc((size_t)threads, sizeof *h->c.ws);
     h->c.ws_floats = ws_floats;
@@ -114,9 +118,9 @@ static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, in
     double *ref = malloc(ny * sizeof *ref);
     op_conv_epi e = {epi == 1 ? ib : NULL, (size_t)g.cout, epi ? res : NULL, epi == 2 ? 1.4142135f : 1.0f};
     op_conv_w cw;
-    CHECK(op_conv_init(&cw, &g, w, with_bias ? bias : NULL));
+    CHECK(op_conv_init(&cw, &kern, &g, w, with_bias ? bias : NULL));
     size_t ws, sh;
-    op_conv2d_ws(&g, H, W, &ws, &sh);
+    op_conv2d_ws(&kern, &g, H, W, &ws, &sh);
     ctx_holder c1, c3;
     ctx_make(&c1, 1, ws, sh);
     ctx_make(&c3, 3, ws, sh);
@@ -145,9 +149,10 @@ static void conv_case(const char *label, int B, int H, int W, op_conv_geom g, in
 }
 
 static void test_conv(void) {
-    printf("conv2d (%s)\n", gemm_path_name(gemm_path_get()));
+    const op_kernels base = kern;
+    printf("conv2d (%s)\n", op_kernels_name(&kern));
     for (int wino = 1; wino >= 0; wino--) {
-        op_conv_set_winograd(wino);
+        kern.winograd = wino;
         printf(" winograd %s\n", wino ? "on" : "off");
         conv_case("3x3 s1 p1", 2, 7, 9, (op_conv_geom){5, 6, 3, 1, 1, 1, 1, 1}, 1, 0);
         conv_case("3x3 s2 p1", 2, 8, 10, (op_conv_geom){4, 3, 3, 2, 1, 1, 1, 1}, 1, 0);
@@ -164,10 +169,14 @@ static void test_conv(void) {
         conv_case("3x3 16 -> 16, 18x17 + img bias + res", 3, 18, 17, (op_conv_geom){16, 16, 3, 1, 1, 1, 1, 1}, 1, 1);
         conv_case("3x3 24 -> 32, 16x16 (res) / sqrt 2", 2, 16, 16, (op_conv_geom){24, 32, 3, 1, 1, 1, 1, 1}, 1, 2);
         conv_case("1x1 + img bias + res", 2, 9, 7, (op_conv_geom){17, 33, 1, 1, 0, 0, 0, 0}, 1, 1);
+        /* 128 pixels, K 40: the strips are packed (rows 128 floats apart), 64 pixels: read in place */
+        conv_case("1x1 40 -> 20, 16x8 + img bias + res", 2, 16, 8, (op_conv_geom){40, 20, 1, 1, 0, 0, 0, 0}, 1, 1);
+        conv_case("1x1 40 -> 20, 8x8", 2, 8, 8, (op_conv_geom){40, 20, 1, 1, 0, 0, 0, 0}, 1, 0);
         /* F(2x2, 3x3) sizes (< 16 tiles of 4x4, >= 16 of 2x2): 8x8; 9x7 with partial tiles */
         conv_case("3x3 32 -> 48, 8x8 (winograd 2x2 size)", 2, 8, 8, (op_conv_geom){32, 48, 3, 1, 1, 1, 1, 1}, 1, 0);
         conv_case("3x3 16 -> 20, 9x7 + img bias + res", 3, 9, 7, (op_conv_geom){16, 20, 3, 1, 1, 1, 1, 1}, 1, 1);
     }
+    kern = base;
 }
 
 /* ---- linear -------------------------------------------------------------------------------- */
@@ -400,7 +409,7 @@ static void attn_case(const char *label, int B, int C, int HW, int heads) {
 }
 
 static void test_attention(void) {
-    printf("attention (%s)\n", gemm_path_name(gemm_path_get()));
+    printf("attention (%s)\n", op_kernels_name(&kern));
     attn_case("1 head, C 8, HW 16", 2, 8, 16, 1);
     attn_case("4 heads of 4, HW 49", 2, 16, 49, 4);
     /* HW 1024 -> blocks of 64 queries */
@@ -450,21 +459,23 @@ static void test_embeddings(void) {
 }
 
 int main(void) {
-    printf("kernels: %s\n", ops_kernel_name());
+    op_kernels_init(&kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
+    printf("kernels: %s\n", op_kernels_name(&kern));
     test_pool();
     const gemm_path paths[3] = {GEMM_PATH_AVX512, GEMM_PATH_AVX2, GEMM_PATH_GENERIC};
-    const gemm_path initial = gemm_path_get();
     for (int i = 0; i < 3; i++) {
         if (!gemm_path_supported(paths[i])) {
             printf("(path %s: not supported by this CPU)\n", gemm_path_name(paths[i]));
             continue;
         }
-        CHECK(gemm_path_set(paths[i]) == paths[i]);
-        test_conv();
-        test_attention();
+        for (int blas = 0; blas <= op_blas_available(); blas++) {
+            op_kernels_init(&kern, paths[i], blas ? OP_GEMM_BLAS : OP_GEMM_NATIVE, 1);
+            CHECK(kern.path == paths[i] && kern.blas == blas);
+            test_conv();
+            test_attention();
+        }
     }
-    gemm_path_set(initial);
-    op_conv_set_winograd(1);
+    op_kernels_init(&kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
     test_linear();
     test_group_norm();
     test_pointwise();

@@ -1,10 +1,17 @@
-// ctest-label: unit
+// ctest-label: unit;threads
+// ctest-variant: slow slow --slow
 /* End-to-end PNDMPipeline parity against diffusers (tests/data/pipeline, copied from the golden
  * set): noise bit-exact, timesteps exact, final latents within 1e-5*max|ref|, images within 1e-3
  * (stand-in cases 1e-5), PNG pixels within one level on >= 99.9% of pixels.
- * Also: determinism across thread counts and batch splits. */
+ * Also: determinism across thread counts and batch splits.
+ *
+ * Without arguments (ctest label `unit`) it runs the quick cases (10 steps on c_gray and the
+ * stand-in, a_dummy with skip_prk_steps at batch 1) and the determinism checks; `--slow`
+ * (test_pipeline_slow, label `slow`) runs the others (50 steps; a_dummy, 3x32x32, with PRK or at
+ * batch 4); `--all` runs everything. Every case is in exactly one of the two subsets. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "kernel_args.h"
 #include "pndm.h"
 #include "pndm_io.h"
 
@@ -117,7 +124,7 @@ static void run_case(const char *name) {
     pndm_model *m = NULL;
     pndm_error err;
     if (ci.model_dir[0]) {
-        pndm_status s = pndm_model_load(ci.model_dir, &m, &err);
+        pndm_status s = pndm_model_load_ex(ci.model_dir, &test_params, &m, &err);
         CHECK_MSG(s == PNDM_OK, "%s: load %s: %s", name, ci.model_dir, err.msg);
         if (s) {
             pndm_scheduler_config_free(&cfg);
@@ -222,7 +229,7 @@ static void run_case(const char *name) {
 static void determinism(void) {
     pndm_model *m = NULL;
     pndm_error err;
-    if (pndm_model_load(PNDM_TEST_DATA "/unet/c_gray/model", &m, &err)) {
+    if (pndm_model_load_ex(PNDM_TEST_DATA "/unet/c_gray/model", &test_params, &m, &err)) {
         CHECK_MSG(0, "%s", err.msg);
         return;
     }
@@ -261,15 +268,39 @@ static void determinism(void) {
     pndm_model_free(m);
 }
 
-int main(void) {
-    static const char *cases[] = {
-        "standin_default_s20_b2",  "standin_skip_prk_s10_b1", "a_dummy_default_s10_b1",  "a_dummy_default_s10_b4",
-        "a_dummy_default_s50_b1",  "a_dummy_default_s50_b4",  "a_dummy_skip_prk_s10_b1", "a_dummy_skip_prk_s10_b4",
-        "a_dummy_skip_prk_s50_b1", "a_dummy_skip_prk_s50_b4", "c_gray_default_s10_b1",   "c_gray_default_s10_b4",
-        "c_gray_default_s50_b1",   "c_gray_default_s50_b4",   "c_gray_listgen_s10_b3",   "c_gray_skip_prk_s10_b1",
-        "c_gray_skip_prk_s10_b4",  "c_gray_skip_prk_s50_b1",  "c_gray_skip_prk_s50_b4",
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
-    determinism();
+typedef struct {
+    const char *name;
+    int slow; /* in the --slow subset */
+} pcase;
+
+static const pcase cases[] = {
+    {"standin_default_s20_b2", 0},  {"standin_skip_prk_s10_b1", 0}, {"a_dummy_default_s10_b1", 1},
+    {"a_dummy_default_s10_b4", 1},  {"a_dummy_default_s50_b1", 1},  {"a_dummy_default_s50_b4", 1},
+    {"a_dummy_skip_prk_s10_b1", 0}, {"a_dummy_skip_prk_s10_b4", 1}, {"a_dummy_skip_prk_s50_b1", 1},
+    {"a_dummy_skip_prk_s50_b4", 1}, {"c_gray_default_s10_b1", 0},   {"c_gray_default_s10_b4", 0},
+    {"c_gray_default_s50_b1", 1},   {"c_gray_default_s50_b4", 1},   {"c_gray_listgen_s10_b3", 0},
+    {"c_gray_skip_prk_s10_b1", 0},  {"c_gray_skip_prk_s10_b4", 0},  {"c_gray_skip_prk_s50_b1", 1},
+    {"c_gray_skip_prk_s50_b4", 1},
+};
+
+int main(int argc, char **argv) {
+    int quick = 1, slow = 0;
+    /* [--slow | --all] first, then the kernel choices (kernel_args.h) */
+    if (argc >= 2 && strcmp(argv[1], "--slow") == 0) {
+        quick = 0;
+        slow = 1;
+        argc--, argv++;
+    } else if (argc >= 2 && strcmp(argv[1], "--all") == 0) {
+        slow = 1;
+        argc--, argv++;
+    }
+    if (test_kernel_args(argc, argv)) {
+        fprintf(stderr, "usage: test_pipeline [--slow | --all] [kernel choices]\n");
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (cases[i].slow ? slow : quick) run_case(cases[i].name);
+    if (quick) determinism();
+
     return TEST_SUMMARY();
 }

@@ -515,7 +515,37 @@ static void test_hostile(void) {
     CHECK(o == NULL && os == 0);
 }
 
-int main(void) {
+/* test_png --poke IN.png OUT.png X Y DELTA: IN with pixel (X, Y) changed by DELTA levels in
+ * every channel (the other way where it would leave 0..255), re-encoded without text chunks; for the CLI tests (cli_golden.sh). */
+static int poke(int argc, char **argv) {
+    if (argc != 7) return fprintf(stderr, "usage: test_png --poke IN.png OUT.png X Y DELTA\n"), 2;
+    char *buf;
+    size_t size;
+    pndm_error err;
+    uint8_t *pix;
+    int w, h, c;
+    if (pndm_read_file(argv[2], 0, &buf, &size, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    pndm_status st = pndm_png_decode(buf, size, argv[2], &pix, &w, &h, &c, &err);
+    free(buf);
+    if (st) return fprintf(stderr, "%s\n", err.msg), 1;
+    int x = atoi(argv[4]), y = atoi(argv[5]), d = atoi(argv[6]);
+    if (x < 0 || y < 0 || x >= w || y >= h) return fprintf(stderr, "pixel outside the %dx%d image\n", w, h), 2;
+    for (int k = 0; k < c; k++) {
+        int v = pix[((size_t)y * w + x) * c + k];
+        v = v + d <= 255 && v + d >= 0 ? v + d : v - d; /* |change| = |DELTA| */
+        pix[((size_t)y * w + x) * c + k] = (uint8_t)v;
+    }
+    void *png;
+    size_t n;
+    st = pndm_png_encode(pix, w, h, c, NULL, 0, &png, &n, &err);
+    free(pix);
+    if (!st) st = pndm_write_file_atomic(argv[3], png, n, &err), free(png);
+    if (st) return fprintf(stderr, "%s\n", err.msg), 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--poke")) return poke(argc, argv);
     roundtrip(3, 2, 3);
     roundtrip(5, 3, 1);
     roundtrip(1, 1, 1);

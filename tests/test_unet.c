@@ -1,9 +1,10 @@
-// ctest-label: unit
+// ctest-label: unit;threads
 /* UNet2DModel parity against diffusers 0.30.3 (tests/data/unet/<case>, copied from the golden
  * set), determinism (thread count, batch size), the tap, the four load layouts, F16 weights,
  * and the loader's rejection messages. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "kernel_args.h"
 #include "model.h"
 #include "pndm.h"
 #include "pndm_io.h"
@@ -111,11 +112,12 @@ static void run_case(const ucase *uc) {
     pndm_model *m = NULL;
     printf("%s\n", uc->name);
     snprintf(path, sizeof path, UDATA "/%s/model", uc->name);
-    if (pndm_model_load(path, &m, &err) != PNDM_OK) {
+    if (pndm_model_load_ex(path, &test_params, &m, &err) != PNDM_OK) {
         fprintf(stderr, "load %s: %s\n", path, err.msg);
         CHECK(0);
         return;
     }
+    printf("  kernels: %s\n", pndm_model_kernel_path(m));
     pndm_npy xs, ts;
     snprintf(path, sizeof path, UDATA "/%s/sample.npy", uc->name);
     float *x = load_f32(path, &xs);
@@ -786,7 +788,8 @@ static int compare_files(const char *a, const char *b) {
 
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--compare") == 0) return compare_files(argv[2], argv[3]);
-    printf("kernel path: %s, default threads: %d\n", pndm_kernel_path(), pndm_default_threads());
+    if (test_kernel_args(argc, argv)) return 2;
+    printf("kernel path (default): %s, default threads: %d\n", pndm_kernel_path(), pndm_default_threads());
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i]);
     test_forward_args();
     test_rejections();

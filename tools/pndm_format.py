@@ -98,6 +98,28 @@ def write_model_file(path, state_dict, unet_config, scheduler_config=None, dtype
     os.replace(tmp, path)
 
 
+def weights_sha256(tensors):
+    """The weights id pndm stores in its outputs (pndm_model_sha256; src/core/tensors.h tt_scan):
+    tensors is name -> numpy array (float32, float16) or name -> (dtype name, shape, raw
+    little-endian C-order bytes). SHA-256 of "pndm-weights-v1\n" followed, per tensor in
+    bytewise name order, by "<sha256 of data> <dtype> [<d0>,<d1>,...] <len>:<name>\n"."""
+    import hashlib
+    np_names = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}
+    h = hashlib.sha256(b"pndm-weights-v1\n")
+    for name in sorted(tensors, key=lambda k: k.encode("utf-8")):
+        t = tensors[name]
+        if isinstance(t, tuple):
+            dtype, shape, data = t
+        else:
+            a = np.ascontiguousarray(t)
+            dtype, shape, data = np_names[a.dtype], a.shape, a.astype(a.dtype.newbyteorder("<")).tobytes()
+        nb = name.encode("utf-8")
+        line = "%s %s [%s] %d:" % (hashlib.sha256(data).hexdigest(), dtype, ",".join(str(int(d)) for d in shape),
+                                   len(nb))
+        h.update(line.encode("ascii") + nb + b"\n")
+    return h.hexdigest()
+
+
 def clean_config(cfg):
     """Drop diffusers' private keys (_class_name, _diffusers_version, ...) except _class_name."""
     out = {k: v for k, v in dict(cfg).items() if not k.startswith("_") or k == "_class_name"}

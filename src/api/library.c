@@ -25,7 +25,11 @@ const char *pndm_version(void) {
 
 int pndm_default_threads(void) { return tp_default_threads(); }
 
-const char *pndm_kernel_path(void) { return ops_kernel_name(); }
+const char *pndm_kernel_path(void) {
+    op_kernels k; /* what pndm_model_default_params() gives a model on this CPU */
+    op_kernels_init(&k, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
+    return op_kernels_name(&k);
+}
 
 static int default_file_exists(const char *p) {
     struct stat st;

@@ -25,13 +25,15 @@
 #define MODEL_MAX_JSON ((size_t)16 << 20) /* config files larger than 16 MiB are refused */
 
 struct pndm_model {
-    char *path;       /* as given (file, folder or buffer name) */
-    tt_table weights; /* the tensor table (a mapping or the caller's buffer) */
+    char *path;              /* as given (file, folder or buffer name) */
+    tt_table weights;        /* the tensor table (a mapping or the caller's buffer) */
+    char weights_sha256[65]; /* the table's content hash (tt_scan), computed once at load */
     unet_net net;
     char *scheduler_json; /* NULL if none */
     char *scheduler_source;
     unet_tap_fn tap;
     void *tap_user;
+    op_kernels kern; /* the kernel choices of pndm_model_params, given to the net at load */
     /* The forward context (thread pool + arena) kept between calls. A call that finds it in
      * use by another thread runs on a context of its own. */
     pthread_mutex_t ctx_mu;
@@ -114,9 +116,11 @@ static pndm_status finish_load(pndm_model *m, const char *cfg_json, size_t cfg_l
     if (st) return st;
     st = unet_build(&m->net, &cfg, cfg_source, err);
     if (st) return st;
-    /* NaN/Inf weights are refused naming the tensor (the scan releases each tensor's pages, so
-     * the file is never resident all at once), then every tensor is bound and packed. */
-    st = tt_check_finite(&m->weights, err);
+    m->net.kern = m->kern; /* before unet_bind: the packing may depend on the kernels */
+    /* NaN/Inf weights are refused naming the tensor and the weights are hashed in the same pass
+     * (the scan releases each tensor's pages, so the file is never resident all at once), then
+     * every tensor is bound and packed. */
+    st = tt_scan(&m->weights, pndm_default_threads(), m->weights_sha256, err);
     if (!st) st = unet_bind(&m->net, &m->weights, err);
     return st;
 }
@@ -262,7 +266,36 @@ static pndm_model *model_new(const char *path) {
         return NULL;
     }
     pthread_mutex_init(&m->ctx_mu, NULL);
+    op_kernels_init(&m->kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
     return m;
+}
+
+/* pndm_model_params' kernel choices -> op_kernels (checked: unknown values and OpenBLAS in a
+ * build without it are usage errors; an ISA path the CPU lacks falls back to the next below). */
+static pndm_status kernels_from_params(const pndm_model_params *p, op_kernels *k, pndm_error *err) {
+    gemm_path path;
+    switch (p->kernel) {
+    case PNDM_KERNEL_AUTO:
+    case PNDM_KERNEL_AVX512: path = GEMM_PATH_AVX512; break;
+    case PNDM_KERNEL_AVX2: path = GEMM_PATH_AVX2; break;
+    case PNDM_KERNEL_GENERIC: path = GEMM_PATH_GENERIC; break;
+    default: return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: unknown kernel path %d", (int)p->kernel);
+    }
+    op_gemm gemm;
+    switch (p->gemm) {
+    case PNDM_GEMM_AUTO: gemm = OP_GEMM_AUTO; break;
+    case PNDM_GEMM_NATIVE: gemm = OP_GEMM_NATIVE; break;
+    case PNDM_GEMM_OPENBLAS:
+        if (!op_blas_available())
+            return core_fail(
+                err, PNDM_ERR_USAGE,
+                "GEMM backend 'openblas' is not built in (configure with -DPNDM_BLAS=ON and libopenblas-dev)");
+        gemm = OP_GEMM_BLAS;
+        break;
+    default: return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: unknown GEMM backend %d", (int)p->gemm);
+    }
+    op_kernels_init(k, path, gemm, p->winograd);
+    return PNDM_OK;
 }
 
 pndm_model_params pndm_model_default_params(void) {
@@ -287,9 +320,12 @@ pndm_status pndm_model_load_ex(const char *path, const pndm_model_params *params
     if (!path || !*path) return core_fail(err, PNDM_ERR_USAGE, "pndm_model_load: empty model path");
     struct stat sb;
     if (stat(path, &sb) != 0) return core_fail(err, PNDM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    op_kernels kern;
+    pndm_status st = kernels_from_params(params, &kern, err);
+    if (st) return st;
     pndm_model *m = model_new(path);
     if (!m) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", path);
-    pndm_status st;
+    m->kern = kern;
     if (S_ISDIR(sb.st_mode)) {
         char *index = join(path, "model_index.json");
         char *config = join(path, "config.json");
@@ -351,6 +387,7 @@ int pndm_model_out_channels(const pndm_model *m) { return m->net.cfg.out_channel
 int pndm_model_sample_size(const pndm_model *m) { return m->net.cfg.sample_size; }
 size_t pndm_model_param_count(const pndm_model *m) { return m->net.param_floats; }
 const char *pndm_model_path(const pndm_model *m) { return m->path; }
+const char *pndm_model_sha256(const pndm_model *m) { return m->weights_sha256; }
 
 const char *model_scheduler_json(const pndm_model *m, const char **source) {
     if (source) *source = m->scheduler_source;
@@ -361,6 +398,8 @@ void model_set_tap(pndm_model *m, unet_tap_fn fn, void *user) {
     m->tap = fn;
     m->tap_user = user;
 }
+
+const char *pndm_model_kernel_path(const pndm_model *m) { return m ? op_kernels_name(&m->net.kern) : NULL; }
 
 size_t model_workspace_estimate(const pndm_model *m, int B, int H, int W) {
     return unet_workspace_bytes(&m->net, B, H, W, pndm_default_threads());

@@ -2,7 +2,10 @@
 #define _DEFAULT_SOURCE
 #include "tensors.h"
 #include "core.h"
+#include "sha256.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +23,14 @@ static const struct {
     [TT_F16] = {"F16", 2},
     [TT_BF16] = {"BF16", 2},
 };
+
+void tt_format_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
+    if (size == 0) return;
+    size_t o = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < size) snprintf(buf + o, size - o, "]");
+}
 
 const char *tt_dtype_name(tt_dtype d) { return tt_dtypes[d].name; }
 size_t tt_dtype_size(tt_dtype d) { return tt_dtypes[d].size; }
@@ -281,14 +292,100 @@ void tt_drop_pages(const tt_table *t, const void *p, size_t n) {
     }
 }
 
-pndm_status tt_check_finite(const tt_table *t, pndm_error *err) {
+/* ---- the scan: finite check + content hash, tensor by tensor ------------------------------- */
+
+/* What one tensor's scan found: the first non-finite element (count if none) and its data's
+ * SHA-256. */
+typedef struct {
+    size_t bad;
+    uint8_t digest[32];
+} tt_scan_result;
+
+typedef struct {
+    const tt_table *t;
+    tt_scan_result *res;
+    int hash;
+    int first, step; /* tensors first, first + step, ... */
+} tt_scan_job;
+
+/* Each tensor in chunks small enough to stay in cache between the finite check and the hash,
+ * so the mapped file is read once; its pages are released after it. */
+static void tt_scan_tensor(const tt_table *t, const tt_tensor *x, int hash, tt_scan_result *r) {
+    const uint32_t mask = x->dtype == TT_F32 ? 0x7f800000u : x->dtype == TT_F16 ? 0x7c00u : 0x7f80u;
+    const size_t esize = tt_dtypes[x->dtype].size, chunk = (size_t)64 << 10; /* elements */
+    const unsigned char *p = x->data;
+    sha256_ctx c;
+    sha256_init(&c);
+    r->bad = x->count;
+    for (size_t i0 = 0; i0 < x->count; i0 += chunk) {
+        size_t n = x->count - i0 < chunk ? x->count - i0 : chunk;
+        size_t i = tt_first_nonfinite(p + i0 * esize, n, esize, mask);
+        if (i < n && r->bad == x->count) {
+            r->bad = i0 + i;
+            if (!hash) break;
+        }
+        if (hash) sha256_update(&c, p + i0 * esize, n * esize);
+    }
+    if (hash) sha256_final(&c, r->digest);
+    tt_drop_pages(t, x->data, x->nbytes);
+}
+
+static void *tt_scan_worker(void *arg) {
+    tt_scan_job *j = arg;
+    for (int k = j->first; k < j->t->n_tensors; k += j->step)
+        tt_scan_tensor(j->t, &j->t->tensors[k], j->hash, &j->res[k]);
+    return NULL;
+}
+
+/* The weights id: SHA-256 of one line per tensor, in name order (see tensors.h). */
+static void tt_weights_digest(const tt_table *t, const tt_scan_result *res, char hex[65]) {
+    sha256_ctx c;
+    sha256_init(&c);
+    static const char head[] = "pndm-weights-v1\n";
+    sha256_update(&c, head, sizeof head - 1);
     for (int k = 0; k < t->n_tensors; k++) {
         const tt_tensor *x = &t->tensors[k];
-        const uint32_t mask = x->dtype == TT_F32 ? 0x7f800000u : x->dtype == TT_F16 ? 0x7c00u : 0x7f80u;
-        const size_t esize = tt_dtypes[x->dtype].size;
-        size_t i = tt_first_nonfinite(x->data, x->count, esize, mask);
-        tt_drop_pages(t, x->data, x->nbytes);
+        char line[64 + 16 + 24 * TT_MAX_DIMS + 32], dh[65];
+        sha256_to_hex(res[k].digest, dh);
+        int o = snprintf(line, sizeof line, "%s %s [", dh, tt_dtypes[x->dtype].name);
+        for (int d = 0; d < x->ndim; d++)
+            o += snprintf(line + o, sizeof line - (size_t)o, "%s%lld", d ? "," : "", (long long)x->shape[d]);
+        o += snprintf(line + o, sizeof line - (size_t)o, "] %zu:", strlen(x->name));
+        sha256_update(&c, line, (size_t)o);
+        sha256_update(&c, x->name, strlen(x->name));
+        sha256_update(&c, "\n", 1);
+    }
+    uint8_t d[32];
+    sha256_final(&c, d);
+    sha256_to_hex(d, hex);
+}
+
+pndm_status tt_scan(const tt_table *t, int n_threads, char weights_sha256[65], pndm_error *err) {
+    const int n = t->n_tensors, hash = weights_sha256 != NULL;
+    tt_scan_result *res = calloc(n > 0 ? (size_t)n : 1, sizeof *res);
+    if (!res) return core_fail(err, PNDM_ERR_NOMEM, "%s: out of memory", tt_src(t));
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > TT_SCAN_MAX_THREADS) n_threads = TT_SCAN_MAX_THREADS;
+    if (n_threads > n) n_threads = n > 0 ? n : 1;
+    /* tensor k goes to worker k % n_threads: big and small tensors alternate in name order, so
+     * the shares come out close enough; the result does not depend on the split */
+    tt_scan_job jobs[TT_SCAN_MAX_THREADS];
+    pthread_t tid[TT_SCAN_MAX_THREADS];
+    int started[TT_SCAN_MAX_THREADS] = {0};
+    for (int w = 0; w < n_threads; w++) jobs[w] = (tt_scan_job){t, res, hash, w, n_threads};
+    for (int w = 1; w < n_threads; w++) started[w] = pthread_create(&tid[w], NULL, tt_scan_worker, &jobs[w]) == 0;
+    /* a worker that could not start: its share is done here */
+    for (int w = 0; w < n_threads; w++)
+        if (!started[w]) tt_scan_worker(&jobs[w]);
+    for (int w = 1; w < n_threads; w++)
+        if (started[w]) pthread_join(tid[w], NULL);
+    pndm_status st = PNDM_OK;
+    for (int k = 0; k < n && !st; k++) { /* the first bad tensor in name order, whatever the split */
+        const tt_tensor *x = &t->tensors[k];
+        size_t i = res[k].bad;
         if (i == x->count) continue;
+        const size_t esize = tt_dtypes[x->dtype].size;
+        const uint32_t mask = x->dtype == TT_F32 ? 0x7f800000u : x->dtype == TT_F16 ? 0x7c00u : 0x7f80u;
         uint32_t v = 0;
         memcpy(&v, (const unsigned char *)x->data + esize * i, esize);
         const uint32_t sign = esize == 4 ? 0x80000000u : 0x8000u; // NaN: some mantissa bit set
@@ -296,9 +393,13 @@ pndm_status tt_check_finite(const tt_table *t, pndm_error *err) {
         char src[160], qn[160];
         core_quote(src, sizeof src, tt_src(t));
         core_quote(qn, sizeof qn, x->name);
-        return core_fail(err, PNDM_ERR_MODEL,
-                         "%s: tensor '%s': element %zu is %s (non-finite weights make every image NaN)", src, qn, i,
-                         what);
+        st =
+            core_fail(err, PNDM_ERR_MODEL,
+                      "%s: tensor '%s': element %zu is %s (non-finite weights make every image NaN)", src, qn, i, what);
     }
-    return PNDM_OK;
+    if (!st && hash) tt_weights_digest(t, res, weights_sha256);
+    free(res);
+    return st;
 }
+
+pndm_status tt_check_finite(const tt_table *t, pndm_error *err) { return tt_scan(t, 1, NULL, err); }

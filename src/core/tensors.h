@@ -74,6 +74,8 @@ const tt_tensor *tt_find(const tt_table *t, const char *name);
 const char *tt_meta(const tt_table *t, const char *key);
 
 const char *tt_dtype_name(tt_dtype d); /* "F32", "F16", "BF16" */
+/* "[4, 3, 3, 3]" (ndim 0: "[]"), truncated to fit size bytes; for messages. */
+void tt_format_shape(char *buf, size_t size, int ndim, const int64_t *shape);
 size_t tt_dtype_size(tt_dtype d);
 
 /* Tensor data as float32. F32 and 4-byte aligned: *out points at the data and *owned = 0;
@@ -83,6 +85,17 @@ pndm_status tt_tensor_f32(const tt_table *t, const tt_tensor *x, const float **o
 /* Every element of every tensor is finite? Else PNDM_ERR_MODEL naming the source, the tensor and
  * the first bad element. Releases each tensor's mapped pages after reading it. */
 pndm_status tt_check_finite(const tt_table *t, pndm_error *err);
+/* The same scan, and the table's content hash when weights_sha256 is not NULL (64 hex digits +
+ * NUL): the weights' identity, independent of the file format, the file's tensor order and its
+ * metadata. It is the SHA-256 of the text
+ *     "pndm-weights-v1\n"
+ *     then per tensor, in name order (bytewise): "<sha256 of its data> <dtype> [<d0>,<d1>,...] <len>:<name>\n"
+ * where the data are the tensor's little-endian C-order bytes, dtype is tt_dtype_name(), len the
+ * name's length in bytes (tools/pndm_format.py weights_sha256 computes the same). Tensors are
+ * spread over n_threads threads (at most TT_SCAN_MAX_THREADS); the result and the error
+ * reported (the first bad tensor in name order) do not depend on that. After tt_finish. */
+#define TT_SCAN_MAX_THREADS 16
+pndm_status tt_scan(const tt_table *t, int n_threads, char weights_sha256[65], pndm_error *err);
 /* Hand back the mapped pages wholly inside [p, p + n) (a no-op outside the table's mappings); a
  * later read faults them in again from the file. */
 void tt_drop_pages(const tt_table *t, const void *p, size_t n);

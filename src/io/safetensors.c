@@ -75,16 +75,6 @@ static int st_json_uint(const cJSON *j, uint64_t *out) {
     return 1;
 }
 
-/* "[4, 3, 3, 3]" */
-static void st_format_shape(char *buf, size_t size, const int64_t *shape, int ndim) {
-    size_t o = 0;
-    buf[0] = 0;
-    o += (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < size) snprintf(buf + o, size - o, "]");
-}
-
 static pndm_status st_parse_dtype(st_parser *p, const char *name, const cJSON *entry, tt_dtype *out) {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     if (!d) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"dtype\"");
@@ -128,7 +118,7 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
     }
     t->ndim = n;
     char sh[256];
-    st_format_shape(sh, sizeof sh, t->shape, t->ndim);
+    tt_format_shape(sh, sizeof sh, t->ndim, t->shape);
     /* a zero dimension makes the product 0 whatever the others are */
     for (i = 0; i < n; i++)
         if (t->shape[i] == 0) {
@@ -172,7 +162,7 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
                        en, p->data_size);
     if (en - b != (uint64_t)t->nbytes) {
         char sh[256];
-        st_format_shape(sh, sizeof sh, t->shape, t->ndim);
+        tt_format_shape(sh, sizeof sh, t->ndim, t->shape);
         return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets [%llu, %llu] give %llu bytes, shape %s x %s needs %zu", b,
                        en, en - b, sh, tt_dtype_name(t->dtype), t->nbytes);
     }

@@ -17,6 +17,8 @@
  * Every output element is computed by the same operations whichever task, thread or batch
  * position it falls in, so results are byte-identical for any thread count or batch split. */
 #define _POSIX_C_SOURCE 200809L
+#include "blas.h"
+#include "core.h"
 #include "gemm.h"
 #include "ops.h"
 
@@ -31,7 +33,6 @@
 #endif
 
 /* Work partition constants (they change neither results nor their determinism). */
-#define CONV_KC 256              /* k rows per packed im2col block: A (kc x 16) and B blocks stay in L1/L2 */
 #define CONV_CHUNK 16            /* strips (16 output pixels each) packed together (im2col of 256 pixels) */
 #define CONV_GROUP 2             /* weight panels (16 output channels each) per task ... */
 #define CONV_MIN_TASKS 4         /* ... and strips split among tasks until a chunk has this many */
@@ -40,20 +41,26 @@
 #define WINO_GROUP 2             /* weight panels (16 output channels each) per Winograd task */
 #define WINO_CI_BLOCK 16         /* input channels per input-transform task */
 #define WINO_KB 128              /* input channels per GEMM block (U: 36 x 2 panels x 128 x 16 floats) */
+#define BLAS_NB 128              /* OpenBLAS direct path: output pixels of one image per product */
 
 static int min_i(int a, int b) { return a < b ? a : b; }
 static int max_i(int a, int b) { return a > b ? a : b; }
 
 /* ---- weights ------------------------------------------------------------------------------- */
-int op_conv_init(op_conv_w *cw, const op_conv_geom *g, const float *w, const float *bias) {
+int op_conv_init(op_conv_w *cw, const op_kernels *k, const op_conv_geom *g, const float *w, const float *bias) {
     memset(cw, 0, sizeof *cw);
     cw->g = *g;
     cw->K = g->cin * g->k * g->k;
     cw->panels = (g->cout + GEMM_MR - 1) / GEMM_MR;
     cw->bias = bias;
+    cw->rowmajor = k->blas;
     size_t n = (size_t)cw->panels * (size_t)cw->K * GEMM_MR;
     cw->a = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
     if (!cw->a) return 0;
+    if (cw->rowmajor) {
+        memcpy(cw->a, w, (size_t)g->cout * (size_t)cw->K * sizeof *cw->a);
+        return 1;
+    }
     /* panel p, row k = (ci, ky, kx): output channels 16p .. 16p + 15 of w (cout, cin, k, k) */
     for (int p = 0; p < cw->panels; p++)
         gemm_pack_panel(w + (size_t)p * GEMM_MR * cw->K, (size_t)cw->K, 1, min_i(GEMM_MR, g->cout - p * GEMM_MR), cw->K,
@@ -68,24 +75,12 @@ void op_conv_free(op_conv_w *cw) {
 }
 
 /* ---- path choice and workspace ------------------------------------------------------------ */
-static int wino_enabled = -1; /* -1: not read yet; PNDM_WINOGRAD=0 disables */
-
-void op_conv_set_winograd(int on) { wino_enabled = on ? 1 : 0; }
-
-static int wino_on(void) {
-    if (wino_enabled < 0) {
-        const char *e = getenv("PNDM_WINOGRAD");
-        wino_enabled = !(e && strcmp(e, "0") == 0);
-    }
-    return wino_enabled;
-}
-
 /* Winograd output tile for a 3x3 / stride 1 / padding 1 convolution with >= 16 channels in and
  * out on (H, W) images: 4 when an image has >= 16 tiles of 4x4, else 2 when it has >= 16 of 2x2,
  * else 0 (direct). The image size alone decides, so every image of a batch takes the same path. */
-static int wino_tile(const op_conv_geom *g, int H, int W) {
-    if (!wino_on() || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 || g->pad_r != 1 ||
-        g->cin < 16 || g->cout < 16)
+static int wino_tile(const op_kernels *k, const op_conv_geom *g, int H, int W) {
+    if (!k->winograd || g->k != 3 || g->stride != 1 || g->pad_t != 1 || g->pad_l != 1 || g->pad_b != 1 ||
+        g->pad_r != 1 || g->cin < 16 || g->cout < 16)
         return 0;
     if (((H + 3) / 4) * ((W + 3) / 4) >= 16) return 4;
     if (((H + 1) / 2) * ((W + 1) / 2) >= 16) return 2;
@@ -98,23 +93,37 @@ static int wino_ns(int X, int cin) {
     return ns < 1 ? 1 : ns > WINO_NS ? WINO_NS : (int)ns;
 }
 
+static void blas_direct_ws(const op_conv_geom *g, size_t *per_thread, size_t *shared);
+
+/* OpenBLAS: strips per chunk, a chunk within one image of TI tiles */
+static int wino_ns_blas(int X, int cin, int TI) { return min_i(wino_ns(X, cin), (TI + 15) / 16); }
+
 /* 1x1, stride 1, no padding, P a multiple of 16: the im2col matrix is x itself */
 static int conv_in_place(const op_conv_geom *g, int P) {
     return g->k == 1 && g->stride == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r && P % GEMM_NR == 0;
 }
 
-static int conv_kc(int K) {
-    int nb = (K + CONV_KC - 1) / CONV_KC;
+/* k rows per block: at most k->conv_kc (A and B blocks in L1), blocks of equal size */
+static int conv_kc(const op_kernels *k, int K) {
+    int nb = (K + k->conv_kc - 1) / k->conv_kc;
     return nb > 0 ? (K + nb - 1) / nb : 1;
 }
 
-void op_conv2d_ws(const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared) {
+void op_conv2d_ws(const op_kernels *k, const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared) {
     const size_t cin = (size_t)(g->cin > 0 ? g->cin : 0);
-    const int m = wino_tile(g, H, W);
-    if (m) {
+    const int m = wino_tile(k, g, H, W);
+    if (m && k->blas) {
+        const size_t X = (size_t)(m + 2) * (size_t)(m + 2);
+        const int TI = ((H + m - 1) / m) * ((W + m - 1) / m);
+        const size_t ns = (size_t)wino_ns_blas((int)X, g->cin, TI), G = WINO_GROUP * 16;
+        *per_thread = X * cin * G + X * G * ns * 16;
+        *shared = X * ns * 16 * cin;
+    } else if (m) {
         const size_t X = (size_t)(m + 2) * (size_t)(m + 2), ns = (size_t)wino_ns((int)X, g->cin);
         *per_thread = X * WINO_GROUP * WINO_KB * 16 + X * WINO_GROUP * 16 * ns * 16;
         *shared = X * ns * cin * 16;
+    } else if (k->blas) {
+        blas_direct_ws(g, per_thread, shared);
     } else {
         *per_thread = 0;
         *shared = (size_t)CONV_CHUNK * (size_t)g->cin * (size_t)g->k * (size_t)g->k * GEMM_NR;
@@ -151,11 +160,21 @@ typedef struct conv_job {
     gemm_tile_fn tile;
 } conv_job;
 
-/* dst (kc, 16): rows [k0, k0 + kc) of image xb's im2col matrix, for output pixels [p0, p0 + 16)
+/* dst (kc, 16) with row stride ld: rows [k0, k0 + kc) of image xb's im2col matrix, for output pixels [p0, p0 + 16)
  * (zero beyond the image's pixels and in the padding). Row k = (ci, ky, kx). */
-OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, int k0, int kc, float *dst) {
+OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, int k0, int kc, float *dst, size_t ld) {
     const op_conv_geom *g = &j->cw->g;
     const int k = g->k, kk = k * k, s = g->stride, H = j->H, W = j->W;
+    if (k == 1 && s == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r) {
+        /* 1x1 without stride or padding: row ci is x[ci][p0 .. p0 + 16) */
+        const int n = min_i(GEMM_NR, j->P - p0);
+        for (int r = 0; r < kc; r++) {
+            float *d = dst + (size_t)r * ld;
+            memcpy(d, xb + (size_t)(k0 + r) * H * W + p0, (size_t)n * sizeof *d);
+            for (int l = n; l < GEMM_NR; l++) d[l] = 0.0f;
+        }
+        return;
+    }
     /* the strip's output row segments: lanes [sl, sl + sn) = pixels (oy, ox .. ox + sn) */
     int sl[GEMM_NR], soy[GEMM_NR], sox[GEMM_NR], sn[GEMM_NR], nseg = 0, lanes = 0;
     while (lanes < GEMM_NR && p0 + lanes < j->P) {
@@ -182,7 +201,7 @@ OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, 
         int ci = k0 / kk, tap = k0 % kk;
         for (int r = 0; r < kc; r++) {
             const float *xc = xb + (size_t)ci * H * W;
-            float *d = dst + (size_t)r * GEMM_NR;
+            float *d = dst + (size_t)r * ld;
             for (int l = lanes; l < GEMM_NR; l++) d[l] = 0.0f;
             for (int sg = 0; sg < nseg; sg++) {
                 float *ds = d + sl[sg];
@@ -209,7 +228,7 @@ OPS_CLONES static void im2col_strip(const conv_job *j, const float *xb, int p0, 
     for (int r = 0; r < kc; r++) {
         const int ky = tap / k, kx = tap % k;
         const float *xc = xb + (size_t)ci * H * W;
-        float *d = dst + (size_t)r * GEMM_NR;
+        float *d = dst + (size_t)r * ld;
         for (int l = lanes; l < GEMM_NR; l++) d[l] = 0.0f;
         for (int sg = 0; sg < nseg; sg++) {
             float *ds = d + sl[sg];
@@ -234,7 +253,7 @@ static void conv_pack_task(void *arg, size_t task, int thread) {
     const int si = (int)(task / (size_t)j->nkb), k0 = (int)(task % (size_t)j->nkb) * j->kc;
     const int st = j->s0 + si, b = st / j->spi, p0 = (st % j->spi) * GEMM_NR;
     im2col_strip(j, j->x + (size_t)b * j->cw->g.cin * j->H * j->W, p0, k0, min_i(j->kc, K - k0),
-                 j->bp + ((size_t)si * K + (size_t)k0) * GEMM_NR);
+                 j->bp + ((size_t)si * K + (size_t)k0) * GEMM_NR, GEMM_NR);
 }
 
 /* phase 2, task = CONV_GROUP weight panels x a range of the chunk's strips: their tiles, k block
@@ -294,18 +313,93 @@ static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, i
     if (j.P == 0) return;
     j.spi = (j.P + GEMM_NR - 1) / GEMM_NR;
     j.n_strips = B * j.spi;
-    j.kc = conv_kc(cw->K);
+    j.kc = conv_kc(c->k, cw->K);
     j.nkb = (cw->K + j.kc - 1) / j.kc;
     j.n_groups = (cw->panels + CONV_GROUP - 1) / CONV_GROUP;
-    j.in_place = conv_in_place(g, j.P);
+    /* rows P floats apart with P a multiple of 128 (512 bytes) fall into at most 8 L1 sets: pack
+     * those strips when the k blocks are longer than the 8 ways could hold anyway */
+    j.in_place = conv_in_place(g, j.P) && !(c->k->pack_strided && j.P % 128 == 0 && cw->K > 32);
     j.bp = c->shared;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
     for (j.s0 = 0; j.s0 < j.n_strips; j.s0 += CONV_CHUNK) {
         j.ns = min_i(CONV_CHUNK, j.n_strips - j.s0);
         if (!j.in_place) tp_run(c->pool, (size_t)j.ns * (size_t)j.nkb, conv_pack_task, &j);
         j.n_parts = min_i(j.ns, (CONV_MIN_TASKS + j.n_groups - 1) / j.n_groups);
         tp_run(c->pool, (size_t)j.n_groups * (size_t)j.n_parts, conv_gemm_task, &j);
     }
+}
+
+/* ---- direct path on OpenBLAS ------------------------------------------------------------- */
+/* Task (image, block of BLAS_NB output pixels): the block's im2col (K, nb) (1x1 convolutions
+ * without stride or padding read x in place), one product Y (cout, nb) = W (cout, K) X (K, nb) in
+ * the thread's scratch, then the epilogue. The blocks depend on the image size alone. */
+static int blas_in_place(const op_conv_geom *g) {
+    return g->k == 1 && g->stride == 1 && !g->pad_t && !g->pad_l && !g->pad_b && !g->pad_r;
+}
+
+static void blas_direct_ws(const op_conv_geom *g, size_t *per_thread, size_t *shared) {
+    const size_t K = (size_t)g->cin * (size_t)g->k * (size_t)g->k;
+    *per_thread = (size_t)g->cout * BLAS_NB + (blas_in_place(g) ? 0 : K * BLAS_NB);
+    *shared = 0;
+}
+
+static void conv_blas_task(void *arg, size_t task, int thread) {
+    const conv_job *j = arg;
+    const op_conv_w *cw = j->cw;
+    const op_conv_epi *e = j->e;
+    const int K = cw->K, cout = cw->g.cout, P = j->P;
+    const int b = (int)(task / (size_t)j->spi), p0 = (int)(task % (size_t)j->spi) * BLAS_NB;
+    const int nb = min_i(BLAS_NB, P - p0);
+    float *cm = j->ctx->ws[thread]; // (cout, BLAS_NB)
+    const float *bm;
+    int ldb;
+    if (j->in_place) {
+        bm = j->x + (size_t)b * K * P + (size_t)p0; // x (B, cin, P)
+        ldb = P;
+    } else {
+        float *xc = cm + (size_t)cout * BLAS_NB; // im2col (K, BLAS_NB)
+        const float *xb = j->x + (size_t)b * cw->g.cin * j->H * j->W;
+        for (int s = 0; s < nb; s += GEMM_NR) im2col_strip(j, xb, p0 + s, 0, K, xc + s, BLAS_NB);
+        bm = xc;
+        ldb = BLAS_NB;
+    }
+    blas_sgemm(0, 0, cout, nb, K, cw->a, K, bm, ldb, 0.0f, cm, BLAS_NB);
+    const size_t off = (size_t)b * cout * P + (size_t)p0;
+    for (int co = 0; co < cout; co++) {
+        float bias = cw->bias ? cw->bias[co] : 0.0f;
+        if (e && e->img_bias) bias += e->img_bias[(size_t)b * e->img_bias_stride + (size_t)co];
+        const float *cr = cm + (size_t)co * BLAS_NB;
+        const float *rr = e && e->res ? e->res + off + (size_t)co * P : NULL;
+        const float div = e ? e->div : 1.0f;
+        float *yr = j->y + off + (size_t)co * P;
+        for (int i = 0; i < nb; i++) {
+            float v = cr[i] + bias;
+            if (rr) v += rr[i];
+            if (div != 1.0f) v /= div;
+            yr[i] = v;
+        }
+    }
+}
+
+static void conv_direct_blas(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W,
+                             const op_conv_epi *e, float *y) {
+    const op_conv_geom *g = &cw->g;
+    conv_job j;
+    memset(&j, 0, sizeof j);
+    j.ctx = c;
+    j.cw = cw;
+    j.e = e;
+    j.x = x;
+    j.y = y;
+    j.H = H;
+    j.W = W;
+    j.Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
+    j.Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
+    j.P = j.Ho * j.Wo;
+    if (j.P == 0) return;
+    j.spi = (j.P + BLAS_NB - 1) / BLAS_NB; /* blocks per image */
+    j.in_place = blas_in_place(g);
+    tp_run(c->pool, (size_t)B * (size_t)j.spi, conv_blas_task, &j);
 }
 
 /* ---- Winograd F(4x4, 3x3) and F(2x2, 3x3) --------------------------------------------------- */
@@ -426,9 +520,11 @@ typedef struct wino_job {
     int m, n, X;         /* output tile m x m, input tile n x n, X = n * n components */
     int H, W, tw, TI, T; /* tiles per row, per image, in all */
     int cin, cout;
-    int strip0, ns; /* the current chunk: first strip, strips */
-    int nsmax;      /* strips per chunk (the layout of V and M) */
-    int n_cb;       /* input-channel blocks */
+    int tile0, tlim;   /* the current chunk: its first tile (lane 0 of strip 0), tiles valid below tlim */
+    int ns;            /* strips of 16 tiles in the chunk */
+    int nsmax;         /* strips per chunk (the layout of V and M) */
+    size_t v_si, v_ci; /* V: floats between strips, between input channels (lanes contiguous) */
+    int n_cb;          /* input-channel blocks */
     int n_groups;
     gemm_tile_fn tile;
 } wino_job;
@@ -458,8 +554,8 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
     int valid[16], inner[16], iy0[16], ix0[16];
     size_t plane[16];
     for (int l = 0; l < 16; l++) {
-        const int t = (j->strip0 + si) * 16 + l;
-        valid[l] = t < j->T;
+        const int t = j->tile0 + si * 16 + l;
+        valid[l] = t < j->tlim;
         const int b = valid[l] ? t / j->TI : 0, r = valid[l] ? t % j->TI : 0;
         iy0[l] = m * (r / j->tw) - 1;
         ix0[l] = m * (r % j->tw) - 1;
@@ -469,7 +565,7 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
 #if CONV_GATHER
     /* gathers need 32-bit offsets: images of the whole input below 2^31 floats */
     const int gather =
-        gemm_path_get() == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
+        j->ctx->k->path == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
     int32_t idx[16];
     uint16_t rows[6] = {0}, cols[6] = {0};
     for (int l = 0; l < 16; l++) {
@@ -506,7 +602,7 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
                     }
                 }
             }
-        wino_input_tf(m, d, t, j->ctx->shared + ((size_t)si * j->cin + ci) * 16, vs);
+        wino_input_tf(m, d, t, j->ctx->shared + (size_t)si * j->v_si + (size_t)ci * j->v_ci, vs);
     }
 }
 
@@ -551,8 +647,8 @@ INLINE void wino_output_body(const wino_job *j, const float *M, size_t ldm, int 
     int full[16], valid[16];
     float bias[16];
     for (int l = 0; l < 16; l++) {
-        const int t_ = (j->strip0 + si) * 16 + l;
-        valid[l] = t_ < j->T;
+        const int t_ = j->tile0 + si * 16 + l;
+        valid[l] = t_ < j->tlim;
         const int b = valid[l] ? t_ / j->TI : 0, r = valid[l] ? t_ % j->TI : 0;
         const int oy0 = m * (r / j->tw), ox0 = m * (r % j->tw);
         p[l] = ((size_t)b * j->cout + (size_t)co) * j->H * W + (size_t)oy0 * W + (size_t)ox0;
@@ -634,6 +730,47 @@ static void wino_gemm_task(void *arg, size_t task, int thread) {
     }
 }
 
+/* OpenBLAS: U[xi] (cin, 32) for the 16-channel panels pl of the group starting at output channel
+ * co0, from the plain weights (cout, cin * 9), by the same transform as the native path */
+INLINE void wino_weights_rm_body(const wino_job *j, int co0, int ci, float *U, size_t us, const int m) {
+    const int K = j->cw->K;
+    for (int pl = 0; pl < WINO_GROUP && co0 + pl * 16 < j->cout; pl++) {
+        const int c0 = co0 + pl * 16, nr = min_i(16, j->cout - c0);
+        float g[9][16], t[18][16];
+        for (int tap = 0; tap < 9; tap++)
+            for (int l = 0; l < 16; l++)
+                g[tap][l] = l < nr ? j->cw->a[(size_t)(c0 + l) * K + (size_t)ci * 9 + tap] : 0.0f;
+        wino_weight_tf(m, g[0], t, U + (size_t)ci * WINO_GROUP * 16 + (size_t)pl * 16, us);
+    }
+}
+
+OPS_CLONES static void wino_weights_rm(const wino_job *j, int co0, int ci, float *U, size_t us) {
+    if (j->m == 4)
+        wino_weights_rm_body(j, co0, ci, U, us, 4);
+    else
+        wino_weights_rm_body(j, co0, ci, U, us, 2);
+}
+
+/* OpenBLAS, task = group of WINO_GROUP panels (32 output channels): U for all input channels,
+ * then per component xi one product M[xi] (32, tiles) = U[xi]^T V[xi] (cin, tiles), then the
+ * output transform. */
+static void wino_blas_task(void *arg, size_t task, int thread) {
+    const wino_job *j = arg;
+    const int cin = j->cin, G = WINO_GROUP * 16;
+    const int co0 = (int)task * G, rows = min_i(G, j->cout - co0);
+    const size_t ldm = (size_t)j->nsmax * 16, us = (size_t)cin * G;
+    float *U = j->ctx->ws[thread];       // (X, cin, G)
+    float *M = U + (size_t)j->X * us;    // (X, G, nsmax * 16)
+    const float *V = j->ctx->shared;     // (X, cin, nsmax * 16)
+    const size_t vs = (size_t)cin * ldm; // V stride between components
+    for (int ci = 0; ci < cin; ci++) wino_weights_rm(j, co0, ci, U, us);
+    for (int xi = 0; xi < j->X; xi++)
+        blas_sgemm(1, 0, rows, j->ns * 16, cin, U + (size_t)xi * us, G, V + (size_t)xi * vs, (int)ldm, 0.0f,
+                   M + (size_t)xi * G * ldm, (int)ldm);
+    for (int r = 0; r < rows; r++)
+        for (int si = 0; si < j->ns; si++) wino_output(j, M + (size_t)r * ldm, ldm, si, co0 + r);
+}
+
 static void conv_winograd(const ops_ctx *c, const op_conv_w *cw, int m, const float *x, int B, int H, int W,
                           const op_conv_epi *e, float *y) {
     wino_job j;
@@ -654,11 +791,30 @@ static void conv_winograd(const ops_ctx *c, const op_conv_w *cw, int m, const fl
     j.cout = cw->g.cout;
     j.n_cb = (j.cin + WINO_CI_BLOCK - 1) / WINO_CI_BLOCK;
     j.n_groups = (cw->panels + WINO_GROUP - 1) / WINO_GROUP;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
+    if (c->k->blas) {
+        /* chunks within one image: the products' shapes never depend on the batch position */
+        j.nsmax = wino_ns_blas(j.X, j.cin, j.TI);
+        j.v_si = 16;
+        j.v_ci = (size_t)j.nsmax * 16;
+        for (int b = 0; b < B; b++)
+            for (int t0 = 0; t0 < j.TI; t0 += j.nsmax * 16) {
+                j.tile0 = b * j.TI + t0;
+                j.tlim = b * j.TI + min_i(j.TI, t0 + j.nsmax * 16);
+                j.ns = (j.tlim - j.tile0 + 15) / 16;
+                tp_run(c->pool, (size_t)j.ns * (size_t)j.n_cb, wino_input_task, &j);
+                tp_run(c->pool, (size_t)j.n_groups, wino_blas_task, &j);
+            }
+        return;
+    }
     const int n_strips = (j.T + 15) / 16;
     j.nsmax = wino_ns(j.X, j.cin);
-    for (j.strip0 = 0; j.strip0 < n_strips; j.strip0 += j.nsmax) {
-        j.ns = min_i(j.nsmax, n_strips - j.strip0);
+    j.v_si = (size_t)j.cin * 16;
+    j.v_ci = 16;
+    j.tlim = j.T;
+    for (int strip0 = 0; strip0 < n_strips; strip0 += j.nsmax) {
+        j.tile0 = strip0 * 16;
+        j.ns = min_i(j.nsmax, n_strips - strip0);
         tp_run(c->pool, (size_t)j.ns * (size_t)j.n_cb, wino_input_task, &j);
         tp_run(c->pool, (size_t)j.n_groups, wino_gemm_task, &j);
     }
@@ -667,9 +823,12 @@ static void conv_winograd(const ops_ctx *c, const op_conv_w *cw, int m, const fl
 void op_conv2d(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W, const op_conv_epi *e,
                float *y) {
     if (B <= 0 || cw->g.cout <= 0) return;
-    const int m = wino_tile(&cw->g, H, W);
+    CORE_ASSERT(cw->rowmajor == c->k->blas); /* packed for the kernels it runs on */
+    const int m = wino_tile(c->k, &cw->g, H, W);
     if (m)
         conv_winograd(c, cw, m, x, B, H, W, e, y);
+    else if (c->k->blas)
+        conv_direct_blas(c, cw, x, B, H, W, e, y);
     else
         conv_direct(c, cw, x, B, H, W, e, y);
 }

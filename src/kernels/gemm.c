@@ -2,7 +2,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,48 +54,83 @@ static void tile_generic(int K, const float *a, size_t lda, const float *b, size
 }
 
 #if GEMM_X86
-/* ---- AVX2 + FMA: four passes of 4 rows x 16 columns ----------------------------------------- */
-GEMM_AVX2 static void tile_avx2(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
-                                int rows, int cols, int flags, const gemm_epi *e) {
-    for (int r0 = 0; r0 < rows; r0 += 4) {
-        const int nr = rows - r0 < 4 ? rows - r0 : 4;
-        __m256 acc[4][2];
-        for (int i = 0; i < 4; i++) {
+/* ---- AVX2 + FMA: passes of 6, 6 and 4 rows x 16 columns ------------------------------------- */
+/* One pass: rows [r0, r0 + NRW) of the tile (nr of them stored), 2 * NRW ymm accumulators. With
+ * NRW = 6, 12 independent FMA chains hide the FMA latency (5 cycles on Zen 2, 4 on Intel cores)
+ * on two FMA pipes, and 12 FMAs per k need 2 loads of B and 6 broadcasts of A, within two load
+ * ports. Each element is still one sequential FMA chain over k (the same bytes as any shape). */
+GEMM_AVX2 static inline __attribute__((always_inline)) void avx2_pass(const int NRW, int K, const float *a, size_t lda,
+                                                                      const float *b, size_t ldb, float *c, size_t ldc,
+                                                                      int r0, int nr, int cols, int flags,
+                                                                      const gemm_epi *e) {
+    __m256 acc[6][2];
+    for (int i = 0; i < NRW; i++) {
+        if (i < nr && (flags & GEMM_FIRST)) {
+            acc[i][0] = acc[i][1] = _mm256_set1_ps(e && e->bias ? e->bias[r0 + i] : 0.0f);
+        } else if (i < nr && cols == GEMM_NR) {
+            acc[i][0] = _mm256_loadu_ps(c + (size_t)(r0 + i) * ldc);
+            acc[i][1] = _mm256_loadu_ps(c + (size_t)(r0 + i) * ldc + 8);
+        } else {
             float t[GEMM_NR] = {0};
-            if (i < nr) {
-                if (flags & GEMM_FIRST) {
-                    float v = e && e->bias ? e->bias[r0 + i] : 0.0f;
-                    for (int j = 0; j < GEMM_NR; j++) t[j] = v;
-                } else {
-                    memcpy(t, c + (size_t)(r0 + i) * ldc, (size_t)cols * sizeof *t);
-                }
-            }
+            if (i < nr) memcpy(t, c + (size_t)(r0 + i) * ldc, (size_t)cols * sizeof *t);
             acc[i][0] = _mm256_loadu_ps(t);
             acc[i][1] = _mm256_loadu_ps(t + 8);
         }
-        for (int k = 0; k < K; k++) {
-            const float *bk = b + (size_t)k * ldb, *ak = a + (size_t)k * lda + r0;
-            const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                const __m256 av = _mm256_broadcast_ss(ak + i);
-                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-            }
+    }
+    const float *ak = a + r0, *bk = b;
+    for (int k = 0; k < K; k++, ak += lda, bk += ldb) {
+        const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < NRW; i++) {
+            const __m256 av = _mm256_broadcast_ss(ak + i);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
         }
-        for (int i = 0; i < nr; i++) {
-            float t[GEMM_NR];
-            _mm256_storeu_ps(t, acc[i][0]);
-            _mm256_storeu_ps(t + 8, acc[i][1]);
-            float *cr = c + (size_t)(r0 + i) * ldc;
-            for (int j = 0; j < cols; j++) {
-                float v = t[j];
-                if ((flags & GEMM_LAST) && e) {
-                    if (e->res) v += e->res[(size_t)(r0 + i) * e->ldr + j];
-                    if (e->div != 1.0f) v /= e->div;
-                }
-                cr[j] = v;
+    }
+    const int last = (flags & GEMM_LAST) && e;
+    for (int i = 0; i < nr; i++) {
+        float *cr = c + (size_t)(r0 + i) * ldc;
+        if (cols == GEMM_NR) { /* C = (C + R) / div on vectors: the same IEEE operations as below */
+            __m256 v0 = acc[i][0], v1 = acc[i][1];
+            if (last && e->res) {
+                const float *rr = e->res + (size_t)(r0 + i) * e->ldr;
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(rr));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(rr + 8));
             }
+            if (last && e->div != 1.0f) {
+                const __m256 d = _mm256_set1_ps(e->div);
+                v0 = _mm256_div_ps(v0, d);
+                v1 = _mm256_div_ps(v1, d);
+            }
+            _mm256_storeu_ps(cr, v0);
+            _mm256_storeu_ps(cr + 8, v1);
+            continue;
+        }
+        float t[GEMM_NR];
+        _mm256_storeu_ps(t, acc[i][0]);
+        _mm256_storeu_ps(t + 8, acc[i][1]);
+        for (int j = 0; j < cols; j++) {
+            float v = t[j];
+            if (last) {
+                if (e->res) v += e->res[(size_t)(r0 + i) * e->ldr + j];
+                if (e->div != 1.0f) v /= e->div;
+            }
+            cr[j] = v;
+        }
+    }
+}
+
+GEMM_AVX2 static void tile_avx2(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                                int rows, int cols, int flags, const gemm_epi *e) {
+    /* rows 0-5 and 6-11 in passes of 6 (they read A rows up to 11), 12-15 in a pass of 4 */
+    for (int r0 = 0; r0 < rows;) {
+        const int rem = rows - r0;
+        if (rem > 4) {
+            avx2_pass(6, K, a, lda, b, ldb, c, ldc, r0, rem < 6 ? rem : 6, cols, flags, e);
+            r0 += 6;
+        } else {
+            avx2_pass(4, K, a, lda, b, ldb, c, ldc, r0, rem, cols, flags, e);
+            r0 += 4;
         }
     }
 }
@@ -140,9 +174,6 @@ GEMM_AVX512 static void tile_avx512(int K, const float *a, size_t lda, const flo
 #endif
 
 /* ---- selection ------------------------------------------------------------------------------ */
-static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
-static gemm_path gemm_cur = GEMM_PATH_GENERIC;
-
 int gemm_path_supported(gemm_path p) {
 #if GEMM_X86
     __builtin_cpu_init();
@@ -157,34 +188,13 @@ int gemm_path_supported(gemm_path p) {
 #endif
 }
 
-static gemm_path gemm_best_below(gemm_path p) {
+gemm_path gemm_path_best(gemm_path p) {
     while (p > GEMM_PATH_GENERIC && !gemm_path_supported(p)) p = (gemm_path)(p - 1);
     return p;
 }
 
-static void gemm_init_once(void) {
-    gemm_path p = GEMM_PATH_AVX512;
-    const char *env = getenv("PNDM_KERNEL");
-    if (env && strcmp(env, "avx2") == 0)
-        p = GEMM_PATH_AVX2;
-    else if (env && strcmp(env, "generic") == 0)
-        p = GEMM_PATH_GENERIC;
-    gemm_cur = gemm_best_below(p);
-}
-
-gemm_path gemm_path_get(void) {
-    pthread_once(&gemm_once, gemm_init_once);
-    return gemm_cur;
-}
-
-gemm_path gemm_path_set(gemm_path p) {
-    pthread_once(&gemm_once, gemm_init_once);
-    gemm_cur = gemm_best_below(p);
-    return gemm_cur;
-}
-
-gemm_tile_fn gemm_tile(void) {
-    switch (gemm_path_get()) {
+gemm_tile_fn gemm_tile_for(gemm_path p) {
+    switch (p) {
 #if GEMM_X86
     case GEMM_PATH_AVX512: return tile_avx512;
     case GEMM_PATH_AVX2: return tile_avx2;

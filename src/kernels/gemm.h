@@ -12,8 +12,8 @@
  * neither on blocking nor on tiling, threads or batch size; only on the kernel path (the FMA
  * path rounds once per multiply-add, the generic one twice).
  *
- * Paths, chosen once per process (first use) from the CPU, or forced with the environment
- * variable PNDM_KERNEL=avx512|avx2|generic (a path the CPU lacks falls back to the next one):
+ * Paths (the caller picks one: a model's kernel choice, op_kernels in ops.h; a path the CPU lacks
+ * falls back to the next one below it):
  *   avx512   16 zmm accumulators, one broadcast FMA per row per k
  *   avx2     the tile in four passes of 4 rows x 16 columns (8 ymm accumulators)
  *   generic  portable C (multiply, then add) */
@@ -44,15 +44,13 @@ typedef struct gemm_epi {
 typedef void (*gemm_tile_fn)(int K, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
                              int rows, int cols, int flags, const gemm_epi *e);
 
-/* The selected path and its tile function. */
-gemm_path gemm_path_get(void);
-gemm_tile_fn gemm_tile(void);
-const char *gemm_path_name(gemm_path p);
-/* Tests: switch the path (to one the CPU supports; returns the path actually set). Not
- * thread-safe against running kernels. */
-gemm_path gemm_path_set(gemm_path p);
 /* Whether the CPU can run a path. */
 int gemm_path_supported(gemm_path p);
+/* The best path the CPU can run at or below p (GEMM_PATH_AVX512: the best there is). */
+gemm_path gemm_path_best(gemm_path p);
+/* The tile function of a path (which must be supported). */
+gemm_tile_fn gemm_tile_for(gemm_path p);
+const char *gemm_path_name(gemm_path p);
 
 /* Pack rows [r0, r0 + rows) (rows <= 16) of the M x K matrix src (element (r, k) at
  * src[r * rs + k * ks]) into a panel dst (K, 16), zero-filling rows >= rows. */

@@ -1,10 +1,13 @@
 /* Kernels for the UNet (see ops.h for the determinism contract): linear, GroupNorm, pointwise,
  * resampling, attention and time embeddings. Convolutions are in conv.c, GEMM tiles in gemm.c. */
 #define _POSIX_C_SOURCE 200809L
+#include "blas.h"
 #include "gemm.h"
 #include "ops.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +17,67 @@
 #define OPS_ATTN_QUERIES 64           /* queries per attention task */
 #define OPS_PLANE_BLOCK 16            /* (image, channel) planes per task for resampling */
 
-const char *ops_kernel_name(void) { return gemm_path_name(gemm_path_get()); }
+static int l1d_bytes = 32768;
+static void l1d_init(void);
+
+/* L1 data cache size in bytes: sysconf (glibc reads CPUID on x86), else sysfs, else 32 KiB. */
+static int l1d_size(void) {
+    long v = -1;
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+    for (int i = 0; v <= 0 && i < 8; i++) {
+        char path[96], buf[32];
+        int level = 0;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        int ok = fscanf(f, "%d", &level) == 1;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+        f = fopen(path, "r");
+        ok = ok && f && fscanf(f, "%31s", buf) == 1 && level == 1 && strcmp(buf, "Data") == 0;
+        if (f) fclose(f);
+        if (!ok) continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        f = fopen(path, "r");
+        long kib = 0;
+        if (f && fscanf(f, "%ldK", &kib) == 1 && kib > 0) v = kib * 1024;
+        if (f) fclose(f);
+    }
+    return v >= 8192 && v <= (1 << 24) ? (int)v : 32768;
+}
+
+static void l1d_init(void) { l1d_bytes = l1d_size(); }
+
+void op_kernels_init(op_kernels *k, gemm_path want, op_gemm gemm, int winograd) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, l1d_init);
+    k->l1d_bytes = l1d_bytes;
+    /* A (kc x 16) and B (kc x 16) floats together within L1: kc = L1 / 128 bytes, a multiple of
+     * 16 in [64, 256] (256 on a 32 KiB L1 and above; half of that measured no faster on Zen 2:
+     * the B block streams from L2) */
+    int kc = k->l1d_bytes / 128 / 16 * 16;
+    k->conv_kc = kc < 64 ? 64 : kc > 256 ? 256 : kc;
+    k->pack_strided = 1;
+    k->path = gemm_path_best(want);
+    k->tile = gemm_tile_for(k->path);
+    k->winograd = winograd != 0;
+    /* auto: decided by the CPU (not by a lower path asked for): OpenBLAS where the own kernels
+     * have no vector path at all */
+    if (gemm == OP_GEMM_AUTO)
+        gemm = gemm_path_best(GEMM_PATH_AVX512) == GEMM_PATH_GENERIC ? OP_GEMM_BLAS : OP_GEMM_NATIVE;
+    k->blas = gemm == OP_GEMM_BLAS && op_blas_available();
+}
+
+const char *op_kernels_name(const op_kernels *k) {
+    if (!k->blas) return gemm_path_name(k->path);
+    switch (k->path) {
+    case GEMM_PATH_AVX512: return "avx512+openblas";
+    case GEMM_PATH_AVX2: return "avx2+openblas";
+    default: return "generic+openblas";
+    }
+}
 
 int op_conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {
     int span = in + pad_before + pad_after - k;
@@ -385,6 +448,25 @@ OPS_CLONES static void softmax_cols(float *s, int rows, int nq, int ld, float sc
     }
 }
 
+/* OpenBLAS, task (image, head, query block): S^T = k_h^T q_h, softmax, o_h = v_h S^T as two
+ * products on the channel-major tensors as they are (no packing) */
+static void attn_blas_task(void *arg, size_t task, int thread) {
+    const attn_job *j = arg;
+    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
+    const size_t b = task / per_img, rem = task % per_img;
+    const size_t h = rem / (size_t)j->n_qb;
+    const int HW = j->HW, d = j->d, nq = j->nq;
+    const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
+    const size_t hoff = h * (size_t)d * (size_t)HW; // head h of image b: (d, HW)
+    const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
+    const float *vh = j->v + b * j->qkv_stride + hoff;
+    float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
+    float *st = j->c->ws[thread]; // S^T (HW, nq)
+    blas_sgemm(1, 0, HW, nqv, d, kh, HW, qh + i0, HW, 0.0f, st, nq);
+    softmax_cols(st, HW, nqv, nq, j->scale);
+    blas_sgemm(0, 0, d, nqv, HW, vh, HW, st, nq, 0.0f, oh + i0, HW);
+}
+
 /* phase 2, task (image, head, query block) */
 static void attn_task(void *arg, size_t task, int thread) {
     const attn_job *j = arg;
@@ -451,7 +533,11 @@ void op_attention(const ops_ctx *c, const float *q, const float *k, const float 
     j.scale = scale;
     j.nq = attn_nq(HW);
     j.n_qb = (HW + j.nq - 1) / j.nq;
-    j.tile = gemm_tile();
+    j.tile = c->k->tile;
+    if (c->k->blas) {
+        tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_blas_task, &j);
+        return;
+    }
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.pd, attn_pack_task, &j);
     tp_run(c->pool, (size_t)B * (size_t)heads * (size_t)j.n_qb, attn_task, &j);
 }

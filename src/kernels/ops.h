@@ -11,28 +11,58 @@
 #define PNDM_OPS_H
 
 #include <stddef.h>
+#include "gemm.h"
 #include "threadpool.h"
 
 /* For the kernels of ops.c and conv.c: plain C loops that the compiler vectorises, cloned for
  * AVX-512, AVX2 and the baseline; every clone gives the same bytes (ISO C mode: no contraction
  * into FMAs; no reassociation). GCC on x86-64 only: clang's target_clones needs ifunc support
- * and other compilers or targets lack it, so they build the baseline loops alone (same bytes). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * and other compilers or targets lack it, so they build the baseline loops alone (same bytes).
+ * Not under ThreadSanitizer either: the clones' ifunc resolvers run during relocation, before
+ * the TSan runtime is up, and GCC instruments them (the program crashes at start). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define OPS_CLONES
 #endif
 
+/* The kernel choices of a model: set once (op_kernels_init, at load), read-only afterwards, so
+ * two models may run side by side with different kernels. No kernel reads the environment. */
+typedef struct op_kernels {
+    gemm_path path;    /* ISA path of the own kernels (GEMM tiles; the Winograd gathers) */
+    gemm_tile_fn tile; /* gemm_tile_for(path) */
+    int blas;          /* 1: the matrix products go through cblas_sgemm (op_blas_available()) */
+    int winograd;      /* 1: Winograd for the 3x3 convolutions where it applies; 0: direct only */
+    /* Work partition from the caches the CPU reports (they change no result: every output element
+     * is one sequential chain over k whatever the blocks): */
+    int l1d_bytes;    /* L1 data cache per core (sysconf / sysfs; 32 KiB when neither tells) */
+    int conv_kc;      /* k rows per im2col block of the direct path: A and B blocks within half of L1 */
+    int pack_strided; /* 1: 1x1 convolutions on images of P pixels, P a multiple of 128, pack their
+                       * input strips instead of reading rows P floats apart (few L1 sets) */
+} op_kernels;
+
+/* Matrix-product backends for op_kernels_init. */
+typedef enum op_gemm { OP_GEMM_AUTO = 0, OP_GEMM_NATIVE, OP_GEMM_BLAS } op_gemm;
+
+/* want: the highest ISA path allowed (GEMM_PATH_AVX512: the best the CPU has); the path set is
+ * the best supported one at or below it. gemm: OP_GEMM_AUTO takes the own tiles on CPUs where they
+ * have a vector path (AVX2 or AVX-512, whatever `want` caps) and OpenBLAS on the others when it is
+ * built in; OP_GEMM_BLAS
+ * without OpenBLAS built in falls back to the own tiles. */
+void op_kernels_init(op_kernels *k, gemm_path want, op_gemm gemm, int winograd);
+/* Whether this build has the OpenBLAS backend (CMake option PNDM_BLAS). */
+int op_blas_available(void);
+/* "avx512", "avx2" or "generic", with "+openblas" when the products go through OpenBLAS. */
+const char *op_kernels_name(const op_kernels *k);
+
 typedef struct ops_ctx {
-    tp_pool *pool; /* may be NULL: run on the caller */
-    float **ws;    /* ws[thread]: per-thread scratch of ws_floats floats */
+    const op_kernels *k; /* the kernel choices (required) */
+    tp_pool *pool;       /* may be NULL: run on the caller */
+    float **ws;          /* ws[thread]: per-thread scratch of ws_floats floats */
     size_t ws_floats;
     float *shared; /* scratch used by all threads of one kernel call */
     size_t shared_floats;
 } ops_ctx;
-
-/* Kernel path in use: "avx512", "avx2" or "generic" (PNDM_KERNEL=avx2|generic forces one). */
-const char *ops_kernel_name(void);
 
 /* ---- convolution ------------------------------------------------------------------------ */
 typedef struct op_conv_geom {
@@ -40,17 +70,20 @@ typedef struct op_conv_geom {
     int pad_t, pad_l, pad_b, pad_r; /* zero padding (asymmetric for Downsample2D padding=0) */
 } op_conv_geom;
 
-/* Weights packed for the GEMM tiles: panels of 16 output channels, (panels, cin*k*k, 16). */
+/* Weights packed for the kernels k they were packed for: for the GEMM tiles, panels of 16 output
+ * channels (panels, cin*k*k, 16); for OpenBLAS (k->blas), the plain (cout, cin*k*k) matrix. */
 typedef struct op_conv_w {
     op_conv_geom g;
     int K;             /* cin * k * k */
     int panels;        /* ceil(cout / 16) */
+    int rowmajor;      /* 1: a is (cout, K) (OpenBLAS); 0: panels */
     float *a;          /* owned, 64-byte aligned */
     const float *bias; /* (cout) or NULL, not owned */
 } op_conv_w;
 
-/* Pack w (cout, cin, k, k); bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
-int op_conv_init(op_conv_w *cw, const op_conv_geom *g, const float *w, const float *bias);
+/* Pack w (cout, cin, k, k) for the kernels k (op_conv2d must then run with the same k->blas);
+ * bias (cout) or NULL is referenced, not copied. 0 if out of memory. */
+int op_conv_init(op_conv_w *cw, const op_kernels *k, const op_conv_geom *g, const float *w, const float *bias);
 void op_conv_free(op_conv_w *cw);
 
 /* Output size of a convolution along one axis. */
@@ -64,13 +97,12 @@ typedef struct op_conv_epi {
     float div;        /* 1: none */
 } op_conv_epi;
 
-/* Scratch op_conv2d needs on (H, W) inputs: floats per thread (ctx->ws) and shared (ctx->shared). */
-void op_conv2d_ws(const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared);
+/* Scratch op_conv2d needs on (H, W) inputs with the kernels k: floats per thread (ctx->ws) and
+ * shared (ctx->shared). */
+void op_conv2d_ws(const op_kernels *k, const op_conv_geom *g, int H, int W, size_t *per_thread, size_t *shared);
 /* x (B, cin, H, W) -> y (B, cout, Ho, Wo); e may be NULL. y must not overlap x. */
 void op_conv2d(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W, const op_conv_epi *e,
                float *y);
-/* Tests: disable (0) or re-enable (1) the Winograd path (also PNDM_WINOGRAD=0). */
-void op_conv_set_winograd(int on);
 
 /* ---- linear (per image) ----------------------------------------------------------------- */
 /* x (B, in), w (out, in), bias (out) or NULL -> y (B, out). Runs on the caller (tiny). */

@@ -17,9 +17,9 @@
 
 typedef struct unet_conv {
     const float *w, *b; /* (cout, cin, k, k) (NULL: read once, by unet_bind), (cout) */
-    int w_param;        /* index of w in the parameter list */
-    op_conv_geom g;
-    op_conv_w pk; /* the weights packed for the kernels (unet_bind) */
+    int w_param;        /* index of w in the parameter list; -1: an attention's fused projection */
+    op_conv_geom g;     /* set by unet_build */
+    op_conv_w pk;       /* the weights packed for the kernels (unet_bind) */
 } unet_conv;
 
 typedef struct unet_linear {
@@ -61,8 +61,8 @@ typedef struct unet_attn {
     int has_norm;
     unet_norm norm;           /* group_norm */
     unet_linear q, k, v, out; /* to_q, to_k, to_v, to_out.0 (weights read once, by unet_bind) */
-    op_conv_w qkv;            /* [to_q; to_k; to_v] packed as one 1x1 convolution C -> 3C */
-    op_conv_w proj;           /* to_out.0 as a 1x1 convolution */
+    unet_conv qkv;            /* [to_q; to_k; to_v] as one 1x1 convolution C -> 3C (w, b unused) */
+    unet_conv proj;           /* to_out.0 as a 1x1 convolution C -> C (w, b unused) */
     float *qkv_bias;          /* (3C) owned */
     float scale;              /* dim_head ** -0.5 */
     float rescale;            /* rescale_output_factor (divides) */
@@ -99,8 +99,10 @@ typedef struct unet_param {
 
 typedef struct unet_net {
     unet_config cfg;
-    int tproj_dim; /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
-    int temb_dim;  /* 4 * C0 */
+    op_kernels kern; /* the kernel choices (unet_build: the best the CPU has; the loader may change
+                      * them before unet_bind, never after) */
+    int tproj_dim;   /* time_proj output: C0 (positional) or 2 * C0 (fourier) */
+    int temb_dim;    /* 4 * C0 */
     unet_conv conv_in;
     const float *fourier_w;   /* time_proj.weight (C0), fourier only */
     unet_linear time1, time2; /* time_embedding.linear_1 / linear_2 */
@@ -111,6 +113,11 @@ typedef struct unet_net {
     unet_norm norm_out;
     unet_conv conv_out;
     int has_skip_up; /* output += skip sample */
+    /* every convolution and attention, in the order unet_build laid them out: unet_bind packs
+     * and unet_free frees by these lists (the fused projections of an attention are its own) */
+    int n_convs, n_attns;
+    unet_conv **convs;
+    unet_attn **attns;
     /* parameters in registration order */
     int n_params;
     unet_param *params;
@@ -120,8 +127,9 @@ typedef struct unet_net {
     float **owned;
 } unet_net;
 
-/* Lay out the layers for cfg (copied) and list the parameters. `source` names the config in
- * messages. On failure the net is freed. The net must not be moved after unet_bind. */
+/* Lay out the layers for cfg (copied) and list the parameters, convolutions and attentions.
+ * `source` names the config in messages. On failure the net is freed. The net must not be moved
+ * afterwards (those lists point into it). */
 pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source, pndm_error *err);
 /* Bind every parameter to a tensor of f (which must outlive the net; see the order above),
  * then pack the convolution and attention weights for the kernels. The packed tensors' pages of
@@ -144,7 +152,9 @@ void unet_ctx_free(unet_ctx *ctx);
  * bounds the activation memory (results do not depend on it). */
 #define UNET_MICRO_BATCH 4
 
-/* Bytes of arena a forward of (B, H, W) with n_threads threads uses; SIZE_MAX on overflow. */
+/* Bytes of arena a forward of (B, H, W) with n_threads threads uses (the forward's own measure
+ * pass, see unet_forward.c; a built net, bound or not); SIZE_MAX on overflow or sizes the forward
+ * refuses. */
 size_t unet_workspace_bytes(const unet_net *net, int B, int H, int W, int n_threads);
 
 /* x (B, C_in, H, W), t (B) -> out (B, C_out, H, W). Arguments must already be checked

@@ -1,6 +1,8 @@
-/* UNet2DModel: layer plan (mirrors diffusers 0.30.3 models/unets/unet_2d.py and unet_2d_blocks.py
- * constructors), weight binding by state-dict name, and the forward pass (the forward methods of
- * the same classes; see each function). */
+/* UNet2DModel: the layer plan (mirrors the constructors of diffusers 0.30.3 models/unets/unet_2d.py
+ * and unet_2d_blocks.py), which is the one description of the network's structure: every layer,
+ * every parameter with its state-dict name and shape, and the list of convolutions and
+ * attentions that binding packs; then weight binding by state-dict name against a tensor table.
+ * The compute is unet_forward.c. */
 #define _DEFAULT_SOURCE
 #include "unet.h"
 #include "core.h"
@@ -18,18 +20,25 @@ typedef struct builder {
     unet_net *n;
     const char *src;
     pndm_error *err;
-    int cap;
+    int cap, conv_cap, attn_cap;
 } builder;
+
+/* arr (*cap elements of elem bytes) grown to twice the capacity (NULL if out of memory: arr
+ * unchanged) */
+static void *b_grow(void *arr, int *cap, size_t elem) {
+    int c = *cap ? 2 * *cap : 64;
+    void *l = realloc(arr, (size_t)c * elem);
+    if (l) *cap = c;
+    return l;
+}
 
 static pndm_status b_reg(builder *b, const float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
                          const char *prefix, const char *suffix) {
     unet_net *n = b->n;
     if (n->n_params == b->cap) {
-        int cap = b->cap ? 2 * b->cap : 256;
-        unet_param *p = realloc(n->params, (size_t)cap * sizeof *p);
+        unet_param *p = b_grow(n->params, &b->cap, sizeof *p);
         if (!p) return core_fail(b->err, PNDM_ERR_NOMEM, "%s: out of memory", b->src);
         n->params = p;
-        b->cap = cap;
     }
     size_t len = strlen(prefix) + strlen(suffix) + 2;
     char *name = malloc(len);
@@ -50,8 +59,16 @@ static pndm_status b_reg(builder *b, const float **slot, int ndim, int64_t d0, i
     return PNDM_OK;
 }
 
+/* A convolution, listed for packing (net->convs). */
 static pndm_status b_conv(builder *b, unet_conv *c, int cin, int cout, int k, int stride, const int pad[4],
                           const char *prefix) {
+    unet_net *n = b->n;
+    if (n->n_convs == b->conv_cap) {
+        unet_conv **l = b_grow(n->convs, &b->conv_cap, sizeof *l);
+        if (!l) return core_fail(b->err, PNDM_ERR_NOMEM, "%s: out of memory", b->src);
+        n->convs = l;
+    }
+    n->convs[n->n_convs++] = c;
     c->g.cin = cin;
     c->g.cout = cout;
     c->g.k = k;
@@ -60,9 +77,9 @@ static pndm_status b_conv(builder *b, unet_conv *c, int cin, int cout, int k, in
     c->g.pad_l = pad[1];
     c->g.pad_b = pad[2];
     c->g.pad_r = pad[3];
-    c->w_param = b->n->n_params;
+    c->w_param = n->n_params;
     pndm_status st = b_reg(b, &c->w, 4, cout, cin, k, k, prefix, "weight");
-    if (!st) b->n->params[c->w_param].packed = 1;
+    if (!st) n->params[c->w_param].packed = 1;
     return st ? st : b_reg(b, &c->b, 1, cout, 0, 0, 0, prefix, "bias");
 }
 
@@ -123,7 +140,7 @@ static pndm_status b_resnet(builder *b, unet_resnet *r, int cin, int cout, int g
 }
 
 /* Attention(ch, heads=ch // head_dim, dim_head=head_dim, norm_num_groups, residual_connection,
- * rescale_output_factor); norm_groups 0 = no group_norm. */
+ * rescale_output_factor); norm_groups 0 = no group_norm. Listed for packing (net->attns). */
 static pndm_status b_attn(builder *b, unet_attn *a, int ch, int norm_groups, const char *gorigin, float rescale,
                           const char *prefix) {
     const unet_config *c = &b->n->cfg;
@@ -131,11 +148,22 @@ static pndm_status b_attn(builder *b, unet_attn *a, int ch, int norm_groups, con
     if (ch % head_dim != 0)
         return core_fail(b->err, PNDM_ERR_MODEL, "%s: attention_head_dim %d does not divide the %d channels of '%s'",
                          b->src, head_dim, ch, prefix);
+    unet_net *n = b->n;
+    if (n->n_attns == b->attn_cap) {
+        unet_attn **l = b_grow(n->attns, &b->attn_cap, sizeof *l);
+        if (!l) return core_fail(b->err, PNDM_ERR_NOMEM, "%s: out of memory", b->src);
+        n->attns = l;
+    }
+    n->attns[n->n_attns++] = a;
     a->channels = ch;
     a->heads = ch / head_dim;
     a->scale = (float)pow((double)head_dim, -0.5);
     a->rescale = rescale;
     a->has_norm = norm_groups > 0;
+    const op_conv_geom g3 = {ch, 3 * ch, 1, 1, 0, 0, 0, 0}, g1 = {ch, ch, 1, 1, 0, 0, 0, 0};
+    a->qkv.g = g3;
+    a->proj.g = g1;
+    a->qkv.w_param = a->proj.w_param = -1;
     char name[192];
     pndm_status st;
     if (a->has_norm) {
@@ -150,8 +178,8 @@ static pndm_status b_attn(builder *b, unet_attn *a, int ch, int norm_groups, con
     if ((st = b_linear(b, &a->v, ch, ch, name))) return st;
     snprintf(name, sizeof name, "%s.to_out.0", prefix);
     if ((st = b_linear(b, &a->out, ch, ch, name))) return st;
-    b->n->params[a->q.w_param].packed = b->n->params[a->k.w_param].packed = 1;
-    b->n->params[a->v.w_param].packed = b->n->params[a->out.w_param].packed = 1;
+    n->params[a->q.w_param].packed = n->params[a->k.w_param].packed = 1;
+    n->params[a->v.w_param].packed = n->params[a->out.w_param].packed = 1;
     return PNDM_OK;
 }
 
@@ -291,58 +319,16 @@ static pndm_status b_up(builder *b, int i) {
     return b_conv(b, &blk->conv, out, out, 3, 1, PAD1, name);
 }
 
-/* Every convolution and attention of the net (also of a partly built one). */
-typedef void (*conv_visit)(unet_conv *c, void *arg);
-typedef void (*attn_visit)(unet_attn *a, void *arg);
-
-static void visit_resnet(unet_resnet *r, conv_visit fc, void *arg) {
-    fc(&r->conv1, arg);
-    fc(&r->conv2, arg);
-    if (r->has_shortcut) fc(&r->shortcut, arg);
-}
-
-static void visit_block(unet_block *blk, conv_visit fc, attn_visit fa, void *arg) {
-    if (blk->resnets)
-        for (int j = 0; j < blk->n_resnets; j++) visit_resnet(&blk->resnets[j], fc, arg);
-    if (blk->attns)
-        for (int j = 0; j < blk->n_attns; j++) fa(&blk->attns[j], arg);
-    switch (blk->sampler) {
-    case UNET_SAMPLER_NONE: break;
-    case UNET_SAMPLER_CONV: fc(&blk->conv, arg); break;
-    case UNET_SAMPLER_RESNET: visit_resnet(&blk->rs, fc, arg); break;
-    case UNET_SAMPLER_SKIP:
-        visit_resnet(&blk->rs, fc, arg);
-        fc(&blk->skip_conv, arg);
-        break;
-    }
-}
-
-static void visit_net(unet_net *net, conv_visit fc, attn_visit fa, void *arg) {
-    fc(&net->conv_in, arg);
-    for (int i = 0; i < UNET_MAX_LEVELS; i++) visit_block(&net->down[i], fc, fa, arg);
-    visit_resnet(&net->mid_res[0], fc, arg);
-    fa(&net->mid_attn, arg);
-    visit_resnet(&net->mid_res[1], fc, arg);
-    for (int i = 0; i < UNET_MAX_LEVELS; i++) visit_block(&net->up[i], fc, fa, arg);
-    fc(&net->conv_out, arg);
-}
-
-static void free_conv(unet_conv *c, void *arg) {
-    (void)arg;
-    op_conv_free(&c->pk);
-}
-
-static void free_attn(unet_attn *a, void *arg) {
-    (void)arg;
-    op_conv_free(&a->qkv);
-    op_conv_free(&a->proj);
-    free(a->qkv_bias);
-    a->qkv_bias = NULL;
-}
-
 void unet_free(unet_net *net) {
     if (!net) return;
-    visit_net(net, free_conv, free_attn, NULL);
+    for (int i = 0; i < net->n_convs; i++) op_conv_free(&net->convs[i]->pk);
+    for (int i = 0; i < net->n_attns; i++) {
+        op_conv_free(&net->attns[i]->qkv.pk);
+        op_conv_free(&net->attns[i]->proj.pk);
+        free(net->attns[i]->qkv_bias);
+    }
+    free(net->convs);
+    free(net->attns);
     for (int i = 0; i < UNET_MAX_LEVELS; i++) {
         free(net->down[i].resnets);
         free(net->down[i].attns);
@@ -359,7 +345,8 @@ void unet_free(unet_net *net) {
 pndm_status unet_build(unet_net *net, const unet_config *cfg, const char *source, pndm_error *err) {
     memset(net, 0, sizeof *net);
     net->cfg = *cfg;
-    builder b = {net, source, err, 0};
+    op_kernels_init(&net->kern, GEMM_PATH_AVX512, OP_GEMM_AUTO, 1);
+    builder b = {net, source, err, 0, 0, 0};
     const unet_config *c = &net->cfg;
     const int C0 = c->block_out_channels[0], L = c->n_levels;
     net->temb_dim = 4 * C0;
@@ -400,13 +387,6 @@ fail:
 /* ============================================================================================ */
 /* Binding                                                                                      */
 
-static void fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
-    size_t o = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < size) snprintf(buf + o, size - o, "]");
-}
-
 static int cmp_param_name(const void *a, const void *b) {
     return strcmp((*(const unet_param *const *)a)->name, (*(const unet_param *const *)b)->name);
 }
@@ -432,13 +412,12 @@ static void param_release(pack_state *ps, int i, const float *data, int owned) {
     tt_drop_pages(ps->f, t->data, t->nbytes);
 }
 
-static void pack_conv(unet_conv *c, void *arg) {
-    pack_state *ps = arg;
-    if (ps->st) return;
+static void pack_conv(pack_state *ps, unet_conv *c) {
     const float *w;
     int owned;
     if ((ps->st = param_get(ps, c->w_param, &w, &owned))) return;
-    int ok = op_conv_init(&c->pk, &c->g, w, c->b);
+    const op_conv_geom g = c->g;
+    int ok = op_conv_init(&c->pk, &ps->net->kern, &g, w, c->b);
     param_release(ps, c->w_param, w, owned);
     if (!ok)
         ps->st = core_fail(ps->err, PNDM_ERR_NOMEM, "%s: out of memory packing '%s'",
@@ -446,9 +425,7 @@ static void pack_conv(unet_conv *c, void *arg) {
 }
 
 /* to_q, to_k, to_v -> one 1x1 convolution C -> 3C; to_out.0 -> a 1x1 convolution */
-static void pack_attn(unet_attn *a, void *arg) {
-    pack_state *ps = arg;
-    if (ps->st || a->channels == 0) return;
+static void pack_attn(pack_state *ps, unet_attn *a) {
     const int C = a->channels;
     const unet_linear *lin[3] = {&a->q, &a->k, &a->v};
     float *w3 = malloc((size_t)3 * C * C * sizeof *w3);
@@ -462,14 +439,14 @@ static void pack_attn(unet_attn *a, void *arg) {
         memcpy(a->qkv_bias + (size_t)i * C, lin[i]->b, (size_t)C * sizeof *w3);
         param_release(ps, lin[i]->w_param, w, owned);
     }
-    const op_conv_geom g3 = {C, 3 * C, 1, 1, 0, 0, 0, 0}, g1 = {C, C, 1, 1, 0, 0, 0, 0};
-    if (ok && !ps->st) ok = op_conv_init(&a->qkv, &g3, w3, a->qkv_bias);
+    const op_conv_geom g3 = a->qkv.g, g1 = a->proj.g;
+    if (ok && !ps->st) ok = op_conv_init(&a->qkv.pk, &ps->net->kern, &g3, w3, a->qkv_bias);
     free(w3);
     if (ok && !ps->st) {
         const float *w;
         int owned;
         if (!(ps->st = param_get(ps, a->out.w_param, &w, &owned))) {
-            ok = op_conv_init(&a->proj, &g1, w, a->out.b);
+            ok = op_conv_init(&a->proj.pk, &ps->net->kern, &g1, w, a->out.b);
             param_release(ps, a->out.w_param, w, owned);
         }
     }
@@ -485,13 +462,13 @@ pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
         const unet_param *p = &net->params[i];
         const tt_tensor *t = tt_find(f, p->name);
         char want[96], got[160];
-        fmt_shape(want, sizeof want, p->ndim, p->shape);
+        tt_format_shape(want, sizeof want, p->ndim, p->shape);
         if (!t)
             return core_fail(err, PNDM_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s)", src, p->name, want);
         int same = t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
         if (!same) {
-            fmt_shape(got, sizeof got, t->ndim, t->shape);
+            tt_format_shape(got, sizeof got, t->ndim, t->shape);
             return core_fail(err, PNDM_ERR_MODEL, "%s: tensor '%s': got %s, expected %s", src, p->name, got, want);
         }
     }
@@ -530,6 +507,7 @@ pndm_status unet_bind(unet_net *net, const tt_table *f, pndm_error *err) {
     }
     /* 4. packed weights, one tensor at a time */
     pack_state ps = {net, f, err, PNDM_OK};
-    visit_net(net, pack_conv, pack_attn, &ps);
+    for (int i = 0; i < net->n_convs && !ps.st; i++) pack_conv(&ps, net->convs[i]);
+    for (int i = 0; i < net->n_attns && !ps.st; i++) pack_attn(&ps, net->attns[i]);
     return ps.st;
 }
