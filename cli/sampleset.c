@@ -281,11 +281,16 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
         if (strcmp(ext_of(a->manifest), ".jsonl"))
             return cli_usage_error("--manifest needs a .jsonl path (got '%s')", a->manifest);
         snprintf(pl->manifest, sizeof pl->manifest, "%s", a->manifest);
-    } else if (!fits(a->shard_r ? snprintf(pl->manifest, sizeof pl->manifest, "%s.shard-%d-of-%d.jsonl", base,
-                                           a->shard_k, a->shard_r)
-                                : snprintf(pl->manifest, sizeof pl->manifest, "%s.jsonl", base),
-                     sizeof pl->manifest)) {
-        return cli_usage_error("output path too long");
+    } else {
+        /* a set from --start-index K (another machine continuing one) and a shard get their own
+         * manifest, never another part's: manifest[.K-L][.shard-k-of-r].jsonl */
+        char range[64] = "", shard[64] = "";
+        if (pl->set_start)
+            snprintf(range, sizeof range, ".%lld-%lld", (long long)pl->set_start,
+                     (long long)(pl->set_start + pl->set_count - 1));
+        if (a->shard_r) snprintf(shard, sizeof shard, ".shard-%d-of-%d", a->shard_k, a->shard_r);
+        if (!fits(snprintf(pl->manifest, sizeof pl->manifest, "%s%s%s.jsonl", base, range, shard), sizeof pl->manifest))
+            return cli_usage_error("output path too long");
     }
     return dir_writable("manifest", pl->manifest);
 }
