@@ -79,6 +79,7 @@ mkdir -p "$T/si/set" "$T/sh/set"
 expect 0 "--start-index" -- "$GEN" -q -m "$GRAY" "${STEPS[@]}" -N 4 --start-index 6 -b 3 -s $S -o "$T/si/set/%02d.png"
 for i in 06 07 08 09; do cmp -s "$T/si/set/$i.png" "$T/ref/set/$i.png" || bad "--start-index: image $i differs"; done
 [ ! -e "$T/si/set/05.png" ] && [ ! -e "$T/si/set/10.png" ] && ok || bad "--start-index wrote outside its range"
+[ -s "$T/si/set/manifest.6-9.jsonl" ] && [ ! -e "$T/si/set/manifest.jsonl" ] && ok || bad "--start-index manifest: $(ls "$T/si/set")"
 for k in 0 1 2; do
   expect 0 "--shard $k/3" -- "$GEN" -q -m "$GRAY" "${STEPS[@]}" -N $N -b 2 -s $S --shard $k/3 -o "$T/sh/set/%02d.png"
   [ -s "$T/sh/set/manifest.shard-$k-of-3.jsonl" ] && ok || bad "shard $k manifest"
