@@ -202,7 +202,7 @@ static void cli_set(const char *dir) {
     pndm_npy_free(&a);
     snprintf(path, sizeof path, "%s/set.npz", dir);
     unlink(path);
-    snprintf(path, sizeof path, "%s/set_manifest.jsonl", dir);
+    snprintf(path, sizeof path, "%s/set_manifest.2-10.jsonl", dir); /* --start-index 2: its own manifest */
     CHECK(access(path, F_OK) == 0);
     unlink(path);
 }
