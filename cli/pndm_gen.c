@@ -11,6 +11,7 @@
 #include "compare.h"
 #include "outputs.h"
 #include "record.h"
+#include "sampleset.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -55,6 +56,13 @@ enum {
     OPT_COMPARE,
     OPT_TOLERANCE,
     OPT_DIFF_IMAGE,
+    /* sample sets (cli/sampleset.c) */
+    OPT_NUM_IMAGES,
+    OPT_START_INDEX,
+    OPT_SKIP_EXISTING,
+    OPT_SHARD,
+    OPT_NPZ,
+    OPT_MANIFEST,
     OPT_COMPLETION,
     OPT_MAN,
     OPT_HELP,
@@ -69,7 +77,8 @@ static const cli_opt OPTS[] = {
     {OPT_VARIANT, 0, "variant", "NAME", "none",
      "weights variant: diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
     {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
-    {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
+    {OPT_BATCH, 'b', "batch", "N", "1",
+     "number of images (with -N: images per chunk, i.e. per UNet call; 16 unless given)"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
     {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off",
      "one generator per image, seeded seed+i (diffusers' generator list)"},
@@ -102,6 +111,16 @@ static const cli_opt OPTS[] = {
      "for .npy"},
     {OPT_DIFF_IMAGE, 0, "diff-image", "DIR", "none",
      "--compare/--reproduce: write A | B | amplified difference images of what differs into DIR"},
+    {OPT_NUM_IMAGES, 'N', "num-images", "N", "",
+     "a sample set: N images in chunks of --batch, image i seeded seed+i (= -b 1 -s seed+i), -o 'DIR/%05d.png' "
+     "or FILE.npz; under mpirun spread over the ranks"},
+    {OPT_START_INDEX, 0, "start-index", "K", "0", "with -N: number the set's images from K (seeds seed+K...)"},
+    {OPT_SKIP_EXISTING, 0, "skip-existing", NULL, "off",
+     "with -N: keep the images of this set already written (checked), make the rest: resumes a stopped run"},
+    {OPT_SHARD, 0, "shard", "K/R", "", "with -N: make only part K (0-based) of R of the set (Slurm arrays, xargs)"},
+    {OPT_NPZ, 0, "npz", "FILE.npz", "", "with -N and PNGs: also pack the set into FILE.npz (arr_0, uint8 N,H,W,C)"},
+    {OPT_MANIFEST, 0, "manifest", "FILE.jsonl", "next to the set",
+     "with -N: where the manifest goes (one JSON line per image: index, seed, file, sha256)"},
     {OPT_COMPLETION, 0, "completion", "bash", "", "print a bash completion script and exit"},
     {OPT_MAN, 0, "man", NULL, "", "print the manual page (roff) and exit"},
     {OPT_HELP, 'h', "help", NULL, "", "show this help and exit"},
@@ -123,7 +142,10 @@ static const cli_page PAGE = {
     "pndm-gen --info out-0.png                                # the stored parameters\n"
     "pndm-gen --reproduce out-0.png                           # regenerate and compare\n"
     "pndm-gen --compare new/ golden/ --tolerance 1 --diff-image diffs/\n"
-    "pndm-gen -m google/ddpm-cifar10-32 -b 4 -o cifar.png      # from the Hugging Face cache",
+    "pndm-gen -m google/ddpm-cifar10-32 -b 4 -o cifar.png      # from the Hugging Face cache\n"
+    "pndm-gen -N 2000 -b 64 -s 0 -o 'fid/%05d.png'            # a sample set (+ fid/manifest.jsonl)\n"
+    "pndm-gen -N 2000 -b 64 -s 0 -o 'fid/%05d.png' --skip-existing   # finish it after a stop\n"
+    "mpirun -n 4 pndm-gen -N 50000 -b 16 -s 0 -o set.npz     # over MPI ranks, one .npz",
     "Outputs are written to a temporary file and renamed into place: a failed or interrupted run never leaves a "
     "partial file. An existing output is refused before the run unless --overwrite is given; outputs that are the "
     "same file (however the paths spell it) are refused; a device, FIFO or directory is never replaced."};
@@ -283,6 +305,7 @@ typedef struct {
     int seed_given, per_image, skip_prk, grid, json, overwrite;
     rec_metadata metadata;
     unsigned char given[N_OPT_IDS]; /* which options the command line set */
+    ss_args set;                    /* -N and the other sample-set options */
 } cli_args;
 
 static const char *const METADATA_NAMES[] = {"none", "minimal", "full"};
@@ -344,6 +367,20 @@ static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
             return cli_usage_error("invalid --tolerance '%s': expected a number >= 0", val);
         break;
     case OPT_DIFF_IMAGE: a->diff_dir = val; break;
+    case OPT_NUM_IMAGES:
+        if (!cli_parse_i64(val, 1, SS_MAX_IMAGES, &a->set.num_images))
+            return cli_usage_error("invalid --num-images '%s': expected an integer from 1 to %lld", val, SS_MAX_IMAGES);
+        break;
+    case OPT_START_INDEX:
+        if (!cli_parse_i64(val, 0, 1LL << 53, &a->set.start_index))
+            return cli_usage_error("invalid --start-index '%s': expected an integer from 0 to 2^53", val);
+        break;
+    case OPT_SKIP_EXISTING: a->set.skip_existing = 1; break;
+    case OPT_SHARD:
+        if (ss_parse_shard(val, &a->set)) return PNDM_ERR_USAGE;
+        break;
+    case OPT_NPZ: a->set.npz = val; break;
+    case OPT_MANIFEST: a->set.manifest = val; break;
     case OPT_COMPLETION:
         if (strcmp(val, "bash")) return cli_usage_error("--completion: only 'bash' is supported (got '%s')", val);
         cli_print_bash_completion(stdout, "pndm-gen", OPTS, N_OPTS);
@@ -384,6 +421,12 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
     if (modes > 1) return cli_usage_error("--info, --reproduce and --compare are separate modes: give one");
     if ((a->given[OPT_TOLERANCE] || a->given[OPT_DIFF_IMAGE]) && !a->compare_a && !a->reproduce_path)
         return cli_usage_error("--tolerance and --diff-image go with --compare or --reproduce");
+    if (!a->set.num_images &&
+        (a->given[OPT_START_INDEX] || a->given[OPT_SKIP_EXISTING] || a->given[OPT_SHARD] || a->given[OPT_NPZ] ||
+         a->given[OPT_MANIFEST]))
+        return cli_usage_error("--start-index, --skip-existing, --shard, --npz and --manifest need --num-images");
+    if (a->set.num_images && modes)
+        return cli_usage_error("--num-images makes a sample set: not with --info, --reproduce or --compare");
     return 0;
 }
 
@@ -433,6 +476,9 @@ typedef struct gen_run {
     int n_written, total_files;
     /* report */
     cJSON *compare_json; /* --reproduce --json: the comparison */
+    /* a sample set (-N): its plan and the MPI job it may run in */
+    ss_plan set;
+    ss_dist dist;
 } gen_run;
 
 static void run_free(gen_run *r) {
@@ -653,8 +699,11 @@ static int stage_reproduce_read(gen_run *r) {
 
 /* Everything that needs no model: names, extensions, patterns, the seed; a single output's
  * directory and what is at its path. */
+static int stage_plan_set(gen_run *r);
+
 static int stage_plan_outputs(gen_run *r) {
     cli_args *a = &r->a;
+    if (a->set.num_images) return stage_plan_set(r);
     const int to_stdout = !strcmp(a->output, "-");
     const char *ext = to_stdout ? ".png" : ext_of(a->output);
     int out_png = !strcmp(ext, ".png") || !strcmp(ext, ".PNG");
@@ -923,27 +972,48 @@ static int write_npy(gen_run *r, const char *path, const float *data, int64_t d1
     return rc;
 }
 
-/* One PNG with the record of image `index` (-1: a grid of the batch) in its text chunks. */
-static int write_png(gen_run *r, const char *path, const uint8_t *pix, int w, int h, int index) {
+/* The text chunks of image `index` (-1: a grid of the batch) seeded `seed`: the record with its
+ * per-image entries, the software, the seed (none with --metadata none). Every PNG pndm-gen
+ * writes takes them from here, and --skip-existing compares a file's against them. */
+static int image_text(gen_run *r, int index, uint64_t seed, ss_record *out) {
     const cli_args *a = &r->a;
-    pndm_error err;
     gen_record *g = &r->rec;
-    uint64_t seed = a->per_image && index > 0 ? a->seed + (uint64_t)index : a->seed;
     int e = 0;
     if (index >= 0) {
         e |= rec_set(g, "image_index", REC_NUM, REC_MINIMAL, "%d", index);
         e |= rec_set(g, "image_seed", REC_NUM, REC_MINIMAL, "%" PRIu64, seed);
     }
-    char seedbuf[32], *params = rec_to_text(g, a->metadata);
+    char *params = rec_to_text(g, a->metadata);
     if (e || !params) return free(params), cli_fail(PNDM_ERR_NOMEM, "out of memory");
-    snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, seed);
-    pndm_png_text text[3] = {{"parameters", params}, {"Software", "pndm-gen"}, {"pndm:seed", seedbuf}};
+    size_t pl = strlen(params);
+    if (pl + 64 > sizeof out->store) {
+        free(params);
+        return cli_fail(PNDM_ERR_USAGE, "the generation record is too long (%zu bytes)", pl);
+    }
+    memcpy(out->store, params, pl + 1);
+    free(params);
+    char *seedbuf = out->store + pl + 1;
+    snprintf(seedbuf, 32, "%" PRIu64, seed);
+    out->text[0] = (pndm_png_text){"parameters", out->store};
+    out->text[1] = (pndm_png_text){"Software", "pndm-gen"};
+    out->text[2] = (pndm_png_text){"pndm:seed", seedbuf};
+    out->n = a->metadata == META_NONE ? 0 : 3;
+    return 0;
+}
+
+/* One PNG with the record of image `index` (-1: a grid of the batch) in its text chunks. */
+static int write_png(gen_run *r, const char *path, const uint8_t *pix, int w, int h, int index) {
+    const cli_args *a = &r->a;
+    pndm_error err;
+    uint64_t seed = a->per_image && index > 0 ? a->seed + (uint64_t)index : a->seed;
+    static ss_record rec;
+    int rc = image_text(r, index, seed, &rec);
+    if (rc) return rc;
     void *buf;
     size_t size;
-    pndm_status s = pndm_png_encode(pix, w, h, r->C, text, a->metadata == META_NONE ? 0 : 3, &buf, &size, &err);
-    free(params);
+    pndm_status s = pndm_png_encode(pix, w, h, r->C, rec.text, rec.n, &buf, &size, &err);
     if (s) return cli_fail(err.code, "%s: %s", path, err.msg);
-    int rc = write_bytes(r, path, buf, size);
+    rc = write_bytes(r, path, buf, size);
     free(buf);
     return rc;
 }
@@ -1172,6 +1242,98 @@ static int do_compare(const cli_args *a) {
     return rc ? rc : orc;
 }
 
+/* ---- sample sets (-N): the hook into cli/sampleset.c and cli/dist_mpi.c -------------------- */
+/* A set run is parse -> [MPI_Init under mpirun] -> stage_plan_set -> stage_load -> the outputs
+ * check -> ss_dist_run, which generates, writes and reports chunk by chunk.                   */
+
+/* The record of the image seeded `seed`: exactly what `pndm-gen -b 1 -s seed` writes (the set's
+ * record is the one-image run's, see stage_set; image_text adds image_index 0 and the seed). */
+static int set_record(void *user, uint64_t seed, ss_record *out) {
+    gen_run *r = user;
+    if (rec_set(&r->rec, "seed", REC_NUM, REC_MINIMAL, "%" PRIu64, seed))
+        return cli_fail(PNDM_ERR_NOMEM, "out of memory");
+    return image_text(r, 0, seed, out);
+}
+
+static int stage_plan_set(gen_run *r) {
+    cli_args *a = &r->a;
+    if (a->grid) return cli_usage_error("--grid makes one image of a batch: not with --num-images");
+    if (a->latents_path || a->noise_path)
+        return cli_usage_error("--latents and --save-noise are not written for a sample set (--num-images)");
+    if (!strcmp(a->output, "-")) return cli_usage_error("a sample set is many files: -o - is not for --num-images");
+    /* A sampler that couples the images of a batch (the paper's PF: one adaptive RK45 over the
+     * whole batch) breaks "image i == -b 1 -s seed+i whatever the chunking": refuse it here. */
+    if (!a->seed_given) a->seed = random_seed();
+    a->set.quiet = g_quiet;
+    a->set.overwrite = a->overwrite;
+    if (!a->given[OPT_BATCH]) a->batch = 16;
+    if (a->batch > a->set.num_images) a->batch = a->set.num_images;
+    r->out = OUT_PNG_EACH;
+    r->pattern = 1;
+    return ss_plan_make(&r->set, &a->set, a->output, a->seed, a->seed_given, a->batch);
+}
+
+/* Under mpirun every rank plans (its file system), loads and checks on its own; a rank that
+ * cannot start tells rank 0, which stops the job naming it. */
+static int stage_set(gen_run *r, int *argc, char ***argv) {
+    static char prog[128];
+    cli_args *a = &r->a;
+    ss_dist *d = &r->dist;
+    int rc = ss_dist_start(d, argc, argv);
+    if (rc) return rc;
+    if (d->active && d->rank > 0) { /* ranks other than 0 speak only to say what went wrong, and who */
+        snprintf(prog, sizeof prog, "pndm-gen[rank %d on %s]", d->rank, d->host);
+        cli_prog = prog;
+        g_quiet = 1;
+    }
+    int start_rc = stage_plan_outputs(r);
+    if (!start_rc && !a->threads) a->threads = ss_dist_default_threads(d);
+    if (!start_rc) start_rc = stage_load(r);
+    /* the set's images carry the one-image run's record: batch 1, one generator */
+    if (!start_rc &&
+        (rec_set(&r->rec, "batch", REC_NUM, REC_MINIMAL, "1") ||
+         rec_set(&r->rec, "per_image_seeds", REC_BOOL, REC_MINIMAL, "0")))
+        start_rc = cli_fail(PNDM_ERR_NOMEM, "out of memory");
+    /* the manifest and the .npz: not an input, not each other, not replacing a file unless
+     * --overwrite or --skip-existing (they are rewritten, identical, when a set is finished) */
+    cli_outputs *o = &r->outs;
+    if (!start_rc) start_rc = outputs_add(o, "manifest", r->set.manifest);
+    if (!start_rc && r->set.npz[0]) start_rc = outputs_add(o, "the .npz", r->set.npz);
+    if (!start_rc) start_rc = outputs_add_input(o, "--scheduler-config", a->sched_path);
+    if (!start_rc) start_rc = outputs_add_input(o, "model", r->model_path);
+    if (!start_rc)
+        start_rc = outputs_check(o, a->overwrite || a->set.skip_existing ? OUT_REPLACE : OUT_REFUSE, a->overwrite);
+    ss_run run;
+    memset(&run, 0, sizeof run);
+    run.plan = &r->set;
+    run.model = r->model;
+    run.gen = r->p;
+    run.C = r->C;
+    run.S = r->S;
+    if (!start_rc) { /* a step count the sampler refuses is refused here, before any chunk */
+        pndm_sampler *smp = NULL;
+        pndm_error err;
+        if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
+            run.unet_calls = pndm_sampler_num_calls(smp);
+        else
+            start_rc = cli_fail(err.code, "%s", err.msg);
+        pndm_sampler_free(smp);
+    }
+    run.record = set_record;
+    run.record_user = r;
+    run.existing = a->overwrite ? SS_EXISTING_OVERWRITE : SS_EXISTING_REFUSE;
+    run.quiet = g_quiet;
+    run.verbose = g_verbose;
+    run.json = a->json;
+    run.signal = &g_signal;
+    run.model_path = r->model_path;
+    run.sched_desc = r->sched_desc;
+    run.t_load = r->t_load;
+    rc = ss_dist_run(d, &run, start_rc);
+    if (!rc) rc = cli_stdout_check();
+    return rc;
+}
+
 /* --json was asked for, as the parser would see it (so a usage error is also reported in JSON). */
 static int wants_json(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
@@ -1200,6 +1362,15 @@ int main(int argc, char **argv) {
     if (exit_now) return cli_finish_stdout(rc);
     if (!rc && r.a.info_path) return cli_finish_stdout(do_info(r.a.info_path));
     if (!rc && r.a.compare_a) return cli_finish_stdout(do_compare(&r.a));
+    if (!rc && r.a.set.num_images) { /* a sample set */
+        rc = stage_set(&r, &argc, &argv);
+        if (rc == 0 && g_signal) rc = cli_fail(signal_exit(), "interrupted");
+        if (rc && (r.a.json || (rc == PNDM_ERR_USAGE && wants_json(argc, argv))) && r.dist.rank == 0)
+            print_json(json_summary(&r, rc));
+        ss_dist_end(&r.dist);
+        run_free(&r);
+        return cli_finish_stdout(rc);
+    }
     if (!rc && r.a.reproduce_path) rc = stage_reproduce_read(&r);
     if (!rc) rc = stage_plan_outputs(&r);
     if (!rc) rc = stage_load(&r);

@@ -88,6 +88,20 @@ pndm_status pndm_png_read_text(const void *buf, size_t size, const char *source,
 pndm_status pndm_png_decode(const void *buf, size_t size, const char *source, uint8_t **pixels, int *width, int *height,
                             int *channels, pndm_error *err);
 
+/* .npz with one uint8 array, numpy.savez's format (a zip archive of stored .npy members, zip64
+ * past 4 GiB), written without holding the array in memory: create reserves the whole file under
+ * a temporary name in the same directory, rows (shape[0] of them, each shape[1]*...*shape[ndim-1]
+ * bytes) may then be put in any order, and commit (every row put) adds the CRC-32 and the zip
+ * directory, fsyncs and renames; abort (or any failed call of commit) removes the temporary file.
+ * np.load(path)[name] reads the array back. A fixed timestamp: the same array gives the same bytes. */
+typedef struct pndm_npz_writer pndm_npz_writer;
+pndm_status pndm_npz_create_u8(const char *path, const char *name, int ndim, const int64_t *shape,
+                               pndm_npz_writer **out, pndm_error *err);
+pndm_status pndm_npz_put_rows(pndm_npz_writer *w, int64_t first_row, int64_t n_rows, const uint8_t *data,
+                              pndm_error *err);
+pndm_status pndm_npz_commit(pndm_npz_writer *w, pndm_error *err); /* frees w, success or not */
+void pndm_npz_abort(pndm_npz_writer *w);                          /* NULL is fine */
+
 /* SHA-256 of a buffer as 64 lowercase hex digits + NUL (content hashes of outputs and weights). */
 void pndm_sha256_hex(const void *data, size_t size, char hex[65]);
 

@@ -3,7 +3,8 @@
 #   tools/bootstrap.sh [extra cmake args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(build-essential cmake pkg-config libpng-dev libcjson-dev libopenblas-dev)
+# openmpi-bin + libopenmpi-dev: pndm-gen -N over MPI ranks (PNDM_MPI, on when found)
+pkgs=(build-essential cmake pkg-config libpng-dev libcjson-dev libopenblas-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
