@@ -269,6 +269,13 @@ static void test_pointwise(void) {
     for (int i = 0; i < 6; i++) ref[i] = silu_d(x[i]);
     op_silu(x, 6, y);
     check_close("silu", y, ref, 6, 1e-6);
+    /* the 8-lane path (whole groups of 8) gives the bytes of the scalar one (a tail of 1),
+     * clamped arguments included */
+    float xv[40], yv[40], ys[40];
+    for (int i = 0; i < 40; i++) xv[i] = i < 4 ? (i < 2 ? -100.0f - 50.0f * i : 90.0f + 50.0f * i) : 12.0f * frand();
+    op_silu(xv, 40, yv);
+    for (int i = 0; i < 40; i++) op_silu(xv + i, 1, ys + i);
+    CHECK_MSG(memcmp(yv, ys, sizeof yv) == 0, "silu: 8-lane and scalar paths differ");
     float a[4] = {1, 2, 3, 4}, b[4] = {0.5f, -2, 1, 10}, s[4];
     op_add_div(a, b, 4, 1.4142135f, s);
     CHECK(s[0] == (1.0f + 0.5f) / 1.4142135f && s[3] == 14.0f / 1.4142135f);

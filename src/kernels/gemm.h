@@ -15,7 +15,7 @@
  * Paths (the caller picks one: a model's kernel choice, op_kernels in ops.h; a path the CPU lacks
  * falls back to the next one below it):
  *   avx512   16 zmm accumulators, one broadcast FMA per row per k
- *   avx2     the tile in four passes of 4 rows x 16 columns (8 ymm accumulators)
+ *   avx2     the tile in passes of 6, 5 and 5 rows x 16 columns (12 or 10 ymm accumulators)
  *   generic  portable C (multiply, then add) */
 #ifndef PNDM_GEMM_H
 #define PNDM_GEMM_H
