@@ -35,6 +35,8 @@ enum {
     OPT_PER_IMAGE,
     OPT_SCHED,
     OPT_SKIP_PRK,
+    OPT_SAMPLER,
+    OPT_ETA,
     OPT_THREADS,
     OPT_OUTPUT,
     OPT_GRID,
@@ -58,6 +60,8 @@ static const cli_opt OPTS[] = {
      "one generator per image, seeded seed+i (diffusers' generator list)"},
     {OPT_SCHED, 0, "scheduler-config", "FILE", "the model's", "scheduler_config.json replacing the model's"},
     {OPT_SKIP_PRK, 0, "skip-prk-steps", NULL, "off", "skip the pseudo Runge-Kutta warm-up (N+1 UNet calls)"},
+    {OPT_SAMPLER, 0, "sampler", "NAME", "pndm", "sampling method"},
+    {OPT_ETA, 0, "eta", "X", "0", "ddim: weight of the per-step noise (0 = deterministic)"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
     {OPT_OUTPUT, 'o', "output", "PATH", "out.png",
      "output: .png (8-bit; with a batch use a %d pattern, else NAME-<i>.png) or .npy (B,H,W,C float32 in [0,1])"},
@@ -196,22 +200,33 @@ typedef struct {
     double t0;
     int tty;
     int last_printed;
+    int calls; /* made so far */
 } progress_state;
 
-static void on_progress(int call, int total, int64_t t, void *user) {
+static void on_progress(int call, int total, double t, void *user) {
     progress_state *ps = user;
+    ps->calls = call;
     if (g_quiet) return;
+    if (total == PNDM_CALLS_ADAPTIVE) { /* pf: the solver decides */
+        if (ps->tty) {
+            fprintf(stderr, "\r  UNet call %d (adaptive, t=%g)  %.1f s elapsed   ", call, t, cli_now_s() - ps->t0);
+            fflush(stderr);
+        } else if (call - ps->last_printed >= 50) {
+            fprintf(stderr, "  UNet call %d (adaptive, t=%g) %.1f s elapsed\n", call, t, cli_now_s() - ps->t0);
+            ps->last_printed = call;
+        }
+        return;
+    }
     double el = cli_now_s() - ps->t0;
     double eta = call > 0 ? el / call * (total - call) : 0;
     if (ps->tty) {
-        fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el,
-                eta);
+        fprintf(stderr, "\r  UNet call %d/%d (t=%g)  %.1f s elapsed, ~%.1f s left   ", call, total, t, el, eta);
         if (call == total) fputc('\n', stderr);
         fflush(stderr);
     } else {
         int every = (total + 9) / 10; /* about ten lines per run */
         if (call == total || call - ps->last_printed >= every) {
-            fprintf(stderr, "  UNet call %d/%d (t=%" PRId64 ") %.1f s elapsed\n", call, total, t, el);
+            fprintf(stderr, "  UNet call %d/%d (t=%g) %.1f s elapsed\n", call, total, t, el);
             ps->last_printed = call;
         }
     }
@@ -248,7 +263,8 @@ static int do_info(const char *path) {
 }
 
 typedef struct {
-    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path;
+    const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path, *sampler;
+    double eta;
     long long steps, batch, threads;
     uint64_t seed;
     int seed_given, per_image, skip_prk, grid, json;
@@ -260,6 +276,7 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
     a->batch = 1;
     a->threads = 0;
     a->output = "out.png";
+    a->sampler = "pndm";
     *exit_now = 0;
     for (int i = 1; i < argc;) {
         const char *val;
@@ -289,6 +306,11 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_PER_IMAGE: a->per_image = 1; break;
         case OPT_SCHED: a->sched_path = val; break;
         case OPT_SKIP_PRK: a->skip_prk = 1; break;
+        case OPT_SAMPLER: a->sampler = val; break;
+        case OPT_ETA:
+            if (!cli_parse_double(val, &a->eta) || a->eta < 0)
+                return cli_usage_error("invalid --eta '%s': expected a number >= 0", val);
+            break;
         case OPT_THREADS:
             if (!cli_parse_i64(val, 0, 1024, &a->threads))
                 return cli_usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
@@ -319,8 +341,8 @@ static void png_params(const cli_args *a, const char *model, const char *sched_d
                        size_t size) {
     snprintf(buf, size,
              "model=%s; seed=%" PRIu64 "; per_image_seeds=%d; image_index=%d; batch=%lld; steps=%lld; "
-             "sampler=pndm; scheduler={%s}; pndm-gen=%s",
-             model, seed, a->per_image, i, a->batch, a->steps, sched_desc, pndm_version());
+             "sampler=%s; scheduler={%s}; pndm-gen=%s",
+             model, seed, a->per_image, i, a->batch, a->steps, a->sampler, sched_desc, pndm_version());
 }
 
 static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text, int n_text) {
@@ -366,6 +388,7 @@ typedef struct gen_run {
     float *images;  // (B, S, S, C) in [0, 1]
     uint8_t *pix;   // (B, S, S, C)
     double t_gen;
+    int calls; /* model calls made */
     /* write */
     cJSON *files; /* paths written, in order */
     int n_written, total_files;
@@ -468,6 +491,8 @@ static int stage_load(gen_run *r) {
     p->n_threads = a->threads > 0 ? (int)a->threads : pndm_default_threads();
     p->scheduler = &r->sched;
     p->cancel = &g_signal;
+    p->sampler.name = a->sampler;
+    p->sampler.eta = a->eta;
     r->C = pndm_model_in_channels(r->model);
     r->S = pndm_model_sample_size(r->model);
     r->B = p->batch;
@@ -504,12 +529,13 @@ static int stage_generate(gen_run *r) {
     r->pix = malloc(n);
     if (!r->latents || !r->images || !r->pix || (r->a.noise_path && !r->noise))
         return cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", r->B);
-    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0};
+    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0, 0};
     r->p.progress = on_progress;
     r->p.progress_user = &ps;
     double t0 = cli_now_s();
     pndm_status st = pndm_generate(r->model, &r->p, r->noise, r->latents, &err);
     r->t_gen = cli_now_s() - t0;
+    r->calls = ps.calls;
     if (st) {
         if (!g_quiet && ps.tty) fputc('\n', stderr);
         return cli_fail(st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st, "%s", err.msg);
@@ -607,11 +633,7 @@ static int stage_write(gen_run *r) {
 static int stage_report(gen_run *r) {
     const cli_args *a = &r->a;
     const int B = r->B;
-    pndm_error err;
-    int calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
-    pndm_sampler *smp = NULL;
-    if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
-    pndm_sampler_free(smp);
+    const int calls = r->calls > 0 ? r->calls : 1;
     if (!g_quiet)
         fprintf(stderr,
                 "pndm-gen: %d image%s in %.2f s: %d UNet calls, %.4f s/call, %.3f images/s (seed %" PRIu64 ")\n", B,
