@@ -78,6 +78,10 @@ const char *sched_variance_name(pndm_variance_type v) {
 }
 
 void sched_format_double(double v, char *buf, size_t size) {
+    if (v == floor(v) && fabs(v) < 1e15) { /* integers without an exponent: 750, not 7.5e+02 */
+        snprintf(buf, size, "%.0f", v);
+        return;
+    }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, size, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) return;
