@@ -1,4 +1,4 @@
-/* pndm-gen: generate images with a UNet2DModel and the PNDM sampler.
+/* pndm-gen: generate images with a UNet2DModel and one of the samplers (PNDM by default).
  * A thin front over the public API in pndm.h (plus cJSON for --json).
  *
  * Exit codes: 0 ok, 1 internal error, 2 usage, 3 model, 4 I/O, 5 out of memory, 6 input data,
@@ -37,6 +37,7 @@ enum {
     OPT_SKIP_PRK,
     OPT_SAMPLER,
     OPT_ETA,
+    OPT_CLIPPED,
     OPT_THREADS,
     OPT_OUTPUT,
     OPT_GRID,
@@ -53,15 +54,17 @@ enum {
 static const cli_opt OPTS[] = {
     {OPT_MODEL, 'm', "model", "PATH", "bundled Fashion-MNIST model",
      "model: pndm .safetensors file, diffusers model folder or pipeline folder"},
-    {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
+    {OPT_STEPS, 'n', "steps", "N", "50",
+     "inference steps (the paper's methods: their sample_speed; model calls per sampler below)"},
     {OPT_BATCH, 'b', "batch", "N", "1", "number of images"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
     {OPT_PER_IMAGE, 0, "per-image-seeds", NULL, "off",
      "one generator per image, seeded seed+i (diffusers' generator list)"},
     {OPT_SCHED, 0, "scheduler-config", "FILE", "the model's", "scheduler_config.json replacing the model's"},
     {OPT_SKIP_PRK, 0, "skip-prk-steps", NULL, "off", "skip the pseudo Runge-Kutta warm-up (N+1 UNet calls)"},
-    {OPT_SAMPLER, 0, "sampler", "NAME", "pndm", "sampling method"},
-    {OPT_ETA, 0, "eta", "X", "0", "ddim: weight of the per-step noise (0 = deterministic)"},
+    {OPT_SAMPLER, 0, "sampler", "NAME", "pndm", "sampling method (the list below)"},
+    {OPT_ETA, 0, "eta", "X", "0", "ddim: weight of the per-step noise (0 = deterministic DDIM, 1 = DDPM-like)"},
+    {OPT_CLIPPED, 0, "use-clipped-model-output", NULL, "off", "ddim: recompute the noise from the clipped x0"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
     {OPT_OUTPUT, 'o', "output", "PATH", "out.png",
      "output: .png (8-bit; with a batch use a %d pattern, else NAME-<i>.png) or .npy (B,H,W,C float32 in [0,1])"},
@@ -77,13 +80,40 @@ static const cli_opt OPTS[] = {
 };
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
 
-static void print_help(FILE *f) {
+/* Every sampler with its model calls for `steps` steps (a PNDMScheduler-default config). */
+static void print_samplers(FILE *f, int steps) {
+    pndm_scheduler_config cfg = pndm_scheduler_default_config();
+    fprintf(f, "\nsamplers (--sampler NAME; model calls for N steps, and for N = %d):\n", steps);
+    for (int i = 0; i < pndm_sampler_count(); i++) {
+        const pndm_sampler_info *in = pndm_sampler_get_info(i);
+        pndm_sampler_params sp = pndm_sampler_default_params();
+        sp.name = in->name;
+        pndm_sampler *s = NULL;
+        pndm_error err;
+        char calls[32];
+        if (pndm_sampler_create(&sp, &cfg, steps, &s, &err) != PNDM_OK)
+            snprintf(calls, sizeof calls, "refused");
+        else if (pndm_sampler_num_calls(s) == PNDM_CALLS_ADAPTIVE)
+            snprintf(calls, sizeof calls, "adaptive");
+        else
+            snprintf(calls, sizeof calls, "%d", pndm_sampler_num_calls(s));
+        pndm_sampler_free(s);
+        fprintf(f, "  %-11s %-9s %s\n  %-11s %-9s calls: %s\n", in->name, calls, in->summary, "", "", in->calls);
+    }
+    fprintf(f,
+            "  (the paper's methods: S = ceil(T / (T // N)) steps, e.g. N = 30 -> 31; counts whose first step\n"
+            "   would read alphas_cump[T] are refused with the nearest counts that work)\n");
+}
+
+static void print_help(FILE *f, int steps) {
     fprintf(f,
             "usage: pndm-gen [options]\n"
             "Generate images with a diffusers UNet2DModel and the PNDM sampler (same images as\n"
-            "diffusers' PNDMPipeline for the same model, seed and steps).\n\n"
+            "diffusers' PNDMPipeline for the same model, seed and steps), diffusers' DDIM / DDPM\n"
+            "pipelines, or any method of the PNDM paper (--sampler).\n\n"
             "options:\n");
     cli_print_options(f, OPTS, N_OPTS, 30, OPT_THREADS, pndm_default_threads());
+    print_samplers(f, steps);
     fprintf(f,
             "\nexit codes: 0 ok, 1 internal error, 2 usage, 3 model/config, 4 I/O, 5 out of memory,\n"
             "            6 input data, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n"
@@ -91,6 +121,8 @@ static void print_help(FILE *f) {
             "  pndm-gen --steps 50 --batch 4 --seed 42 -o out.png     # out-0.png .. out-3.png\n"
             "  pndm-gen -b 16 -s 7 --grid -o grid.png\n"
             "  pndm-gen -b 8 -s 1 -o 'img_%%03d.png' --json\n"
+            "  pndm-gen --sampler f-pndm -n 50 -b 16 -s 7 --grid -o grid.png   # the paper's F-PNDM\n"
+            "  pndm-gen --sampler ddim --eta 1 -n 100 -b 4 -o ddim.png\n"
             "  pndm-gen --info out-0.png                                # read the parameters back\n");
 }
 
@@ -265,6 +297,7 @@ static int do_info(const char *path) {
 typedef struct {
     const char *model_path, *sched_path, *output, *latents_path, *noise_path, *info_path, *sampler;
     double eta;
+    int eta_given, clipped;
     long long steps, batch, threads;
     uint64_t seed;
     int seed_given, per_image, skip_prk, grid, json;
@@ -306,11 +339,25 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_PER_IMAGE: a->per_image = 1; break;
         case OPT_SCHED: a->sched_path = val; break;
         case OPT_SKIP_PRK: a->skip_prk = 1; break;
-        case OPT_SAMPLER: a->sampler = val; break;
+        case OPT_SAMPLER: {
+            int known = 0;
+            char names[256] = "";
+            for (int k = 0; k < pndm_sampler_count(); k++) {
+                const char *nm = pndm_sampler_get_info(k)->name;
+                known |= !strcmp(val, nm);
+                size_t l = strlen(names);
+                snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", nm);
+            }
+            if (!known) return cli_usage_error("unknown --sampler '%s': one of %s (see --help)", val, names);
+            a->sampler = val;
+            break;
+        }
         case OPT_ETA:
             if (!cli_parse_double(val, &a->eta) || a->eta < 0)
                 return cli_usage_error("invalid --eta '%s': expected a number >= 0", val);
+            a->eta_given = 1;
             break;
+        case OPT_CLIPPED: a->clipped = 1; break;
         case OPT_THREADS:
             if (!cli_parse_i64(val, 0, 1024, &a->threads))
                 return cli_usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
@@ -324,7 +371,7 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         case OPT_JSON: a->json = 1; break;
         case OPT_INFO: a->info_path = val; break;
         case OPT_HELP:
-            print_help(stdout);
+            print_help(stdout, (int)a->steps);
             *exit_now = 1;
             return 0;
         case OPT_VERSION:
@@ -333,16 +380,31 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
             return 0;
         }
     }
+    if ((a->eta_given || a->clipped) && strcmp(a->sampler, "ddim") != 0)
+        return cli_usage_error("%s applies to --sampler ddim only (got --sampler %s)",
+                               a->eta_given ? "--eta" : "--use-clipped-model-output", a->sampler);
     return 0;
+}
+
+/* "; eta=1; use_clipped_model_output=1" for ddim, "" for the others (their options are all in
+ * the scheduler description). */
+static void sampler_options(const cli_args *a, char *buf, size_t size) {
+    if (strcmp(a->sampler, "ddim") != 0) {
+        buf[0] = 0;
+        return;
+    }
+    snprintf(buf, size, "; eta=%g; use_clipped_model_output=%d", a->eta, a->clipped);
 }
 
 /* Build the PNG text chunks for image i. */
 static void png_params(const cli_args *a, const char *model, const char *sched_desc, uint64_t seed, int i, char *buf,
                        size_t size) {
+    char opts[96];
+    sampler_options(a, opts, sizeof opts);
     snprintf(buf, size,
              "model=%s; seed=%" PRIu64 "; per_image_seeds=%d; image_index=%d; batch=%lld; steps=%lld; "
-             "sampler=%s; scheduler={%s}; pndm-gen=%s",
-             model, seed, a->per_image, i, a->batch, a->steps, a->sampler, sched_desc, pndm_version());
+             "sampler=%s%s; scheduler={%s}; pndm-gen=%s",
+             model, seed, a->per_image, i, a->batch, a->steps, a->sampler, opts, sched_desc, pndm_version());
 }
 
 static int write_png(const char *path, const uint8_t *pix, int w, int h, int c, const pndm_png_text *text, int n_text) {
@@ -376,7 +438,9 @@ typedef struct gen_run {
     pndm_model *model;
     pndm_scheduler_config sched; /* the model's, or --scheduler-config's */
     int have_sched;
-    char sched_desc[512];
+    char sched_desc[768]; /* the sampler with its resolved configuration */
+    int sampler_calls;    /* fixed count, or PNDM_CALLS_ADAPTIVE */
+    int sampler_steps;    /* the steps it takes (the paper's: ceil(T / skip)) */
     pndm_gen_params p;
     int C, S, B;
     size_t n;    /* B * C * S * S */
@@ -480,7 +544,6 @@ static int stage_load(gen_run *r) {
     if (a->steps > r->sched.num_train_timesteps)
         return cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a->steps,
                                r->sched.num_train_timesteps);
-    pndm_scheduler_config_describe(&r->sched, r->sched_desc, sizeof r->sched_desc);
 
     pndm_gen_params *p = &r->p;
     *p = pndm_gen_default_params();
@@ -493,6 +556,17 @@ static int stage_load(gen_run *r) {
     p->cancel = &g_signal;
     p->sampler.name = a->sampler;
     p->sampler.eta = a->eta;
+    p->sampler.use_clipped_model_output = a->clipped;
+    /* the sampler now: step counts it cannot run are refused before generating; it describes
+     * the schedule and the config as it reads them (pndm: the PNDMScheduler config) */
+    pndm_sampler *smp = NULL;
+    if (pndm_sampler_create(&p->sampler, &r->sched, p->steps, &smp, &err)) return cli_fail(err.code, "%s", err.msg);
+    pndm_sampler_describe(smp, r->sched_desc, sizeof r->sched_desc);
+    r->sampler_calls = pndm_sampler_num_calls(smp);
+    char schedule[1024] = "", ignored[1024] = "";
+    pndm_sampler_schedule(smp, schedule, sizeof schedule);
+    pndm_sampler_ignored_keys(smp, ignored, sizeof ignored);
+    pndm_sampler_free(smp);
     r->C = pndm_model_in_channels(r->model);
     r->S = pndm_model_sample_size(r->model);
     r->B = p->batch;
@@ -512,9 +586,14 @@ static int stage_load(gen_run *r) {
                 "%s, %d steps, batch %d, %d threads\n",
                 r->model_path, r->C, r->S, r->S, (double)pndm_model_param_count(r->model) / 1e6, a->seed,
                 a->per_image ? " (+i per image)" : "", p->steps, r->B, p->n_threads);
-        if (g_verbose)
+        if (g_verbose) {
             fprintf(stderr, "pndm-gen: scheduler {%s}; kernels %s; memory estimate %.1f MiB; model loaded in %.3f s\n",
                     r->sched_desc, pndm_kernel_path(), (double)r->need / (1 << 20), r->t_load);
+            fprintf(stderr, "pndm-gen: sampler %s: %s\n", a->sampler, schedule);
+            fprintf(stderr, "pndm-gen: scheduler config %s (class %s); keys the %s sampler ignores: %s\n",
+                    a->sched_path ? a->sched_path : "of the model",
+                    r->sched.class_name[0] ? r->sched.class_name : "none", a->sampler, ignored[0] ? ignored : "none");
+        }
     }
     return 0;
 }
@@ -657,7 +736,15 @@ static int stage_report(gen_run *r) {
     cJSON_AddItemToObject(j, "image_seeds", seeds);
     cJSON_AddBoolToObject(j, "per_image_seeds", a->per_image);
     cJSON_AddNumberToObject(j, "steps", r->p.steps);
+    cJSON_AddStringToObject(j, "sampler", a->sampler);
+    cJSON *so = cJSON_CreateObject();
+    if (!strcmp(a->sampler, "ddim")) {
+        cJSON_AddNumberToObject(so, "eta", a->eta);
+        cJSON_AddBoolToObject(so, "use_clipped_model_output", a->clipped);
+    }
+    cJSON_AddItemToObject(j, "sampler_options", so);
     cJSON_AddNumberToObject(j, "unet_calls", calls);
+    cJSON_AddBoolToObject(j, "adaptive_calls", r->sampler_calls == PNDM_CALLS_ADAPTIVE);
     cJSON_AddNumberToObject(j, "batch", B);
     cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
     cJSON_AddStringToObject(j, "scheduler", r->sched_desc);

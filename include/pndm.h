@@ -255,8 +255,9 @@ pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out,
 /* Restart at call 0 (clears the history; the generators of pndm_sampler_start are dropped). */
 void pndm_sampler_reset(pndm_sampler *s);
 
-/* One line: the sampler with the configuration it resolved, e.g.
- * "DDIMScheduler(num_train_timesteps=1000, ...), eta=1" (pndm: pndm_scheduler_config_describe). */
+/* One line: the scheduler configuration as the sampler resolved it, e.g.
+ * "DDIMScheduler(num_train_timesteps=1000, ...)" (pndm: pndm_scheduler_config_describe; the
+ * sampler parameters such as eta are not part of it). */
 void pndm_sampler_describe(const pndm_sampler *s, char *buf, size_t size);
 /* The resolved schedule: steps and the model time of every call ("20 steps, 20 calls: t = 950,
  * 900, ..."), for -v. */

@@ -165,21 +165,15 @@ void sampler_describe_diffusers(const pndm_sampler *s, const char *cls, char *bu
         snprintf(extra, sizeof extra, "set_alpha_to_one=%s, ", c->set_alpha_to_one ? "true" : "false");
     else
         snprintf(extra, sizeof extra, "variance_type=%s, ", sched_variance_name(c->variance_type));
-    int k = snprintf(buf, size,
-                     "%s(num_train_timesteps=%d, beta_start=%s, beta_end=%s, beta_schedule=%s, trained_betas=%s, "
-                     "%sclip_sample=%s, clip_sample_range=%s, thresholding=%s, dynamic_thresholding_ratio=%s, "
-                     "sample_max_value=%s, prediction_type=%s, timestep_spacing=%s, steps_offset=%d, "
-                     "rescale_betas_zero_snr=%s)",
-                     cls, c->num_train_timesteps, bs, be, sched_beta_schedule_name(c->beta_schedule), betas, extra,
-                     c->clip_sample ? "true" : "false", r, c->thresholding ? "true" : "false", ratio, smax,
-                     sched_prediction_name(c->prediction_type), sched_spacing_name(c->timestep_spacing),
-                     c->steps_offset, c->rescale_betas_zero_snr ? "true" : "false");
-    if (ddim && k > 0 && (size_t)k < size) {
-        char eta[32];
-        sched_format_double(s->params.eta, eta, sizeof eta);
-        snprintf(buf + k, size - (size_t)k, ", eta=%s, use_clipped_model_output=%s", eta,
-                 s->params.use_clipped_model_output ? "true" : "false");
-    }
+    snprintf(buf, size,
+             "%s(num_train_timesteps=%d, beta_start=%s, beta_end=%s, beta_schedule=%s, trained_betas=%s, "
+             "%sclip_sample=%s, clip_sample_range=%s, thresholding=%s, dynamic_thresholding_ratio=%s, "
+             "sample_max_value=%s, prediction_type=%s, timestep_spacing=%s, steps_offset=%d, "
+             "rescale_betas_zero_snr=%s)",
+             cls, c->num_train_timesteps, bs, be, sched_beta_schedule_name(c->beta_schedule), betas, extra,
+             c->clip_sample ? "true" : "false", r, c->thresholding ? "true" : "false", ratio, smax,
+             sched_prediction_name(c->prediction_type), sched_spacing_name(c->timestep_spacing), c->steps_offset,
+             c->rescale_betas_zero_snr ? "true" : "false");
 }
 
 pndm_status sampler_diffusers_timesteps(pndm_sampler *s, pndm_error *err) {
