@@ -50,13 +50,13 @@ static cJSON *load_json(const char *path) {
     return j;
 }
 
-/* Run argv (argv[0] = program path) with stdout/stderr to /dev/null; the exit status. */
-static int run(char *const argv[]) {
+/* Run argv (argv[0] = program path) with stdout to `out` (NULL: /dev/null); the exit status. */
+static int run(char *const argv[], const char *out) {
     fflush(stdout); /* the child must not write our buffered lines again */
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout)) _exit(126);
+        if (!freopen(out ? out : "/dev/null", "w", stdout)) _exit(126);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -67,9 +67,9 @@ static int run(char *const argv[]) {
 
 static char g_tmp[256];
 
-static void case_through_cli(const char *name) {
+static void case_through_cli(const char *set, const char *name) {
     char dir[512], path[1024];
-    snprintf(dir, sizeof dir, SDATA "pipeline/%s", name);
+    snprintf(dir, sizeof dir, SDATA "%s/%s", set, name);
     snprintf(path, sizeof path, "%s/manifest.json", dir);
     cJSON *m = load_json(path);
     CHECK_MSG(m != NULL, "%s: manifest", name);
@@ -84,6 +84,7 @@ static void case_through_cli(const char *name) {
     snprintf(bin, sizeof bin, "%s/pndm-gen", PNDM_BIN_DIR);
     argv[k++] = bin;
     argv[k++] = "-q";
+    argv[k++] = "--json";
     argv[k++] = "-t";
     argv[k++] = "2";
     argv[k++] = "-m";
@@ -104,14 +105,25 @@ static void case_through_cli(const char *name) {
     argv[k++] = "--save-noise";
     argv[k++] = noise;
     argv[k] = NULL;
-    const int rc = run(argv);
+    char json_path[600];
+    snprintf(json_path, sizeof json_path, "%s/%s.json", g_tmp, name);
+    const int rc = run(argv, json_path);
     CHECK_MSG(rc == 0, "%s: pndm-gen exited %d", name, rc);
+    cJSON *summary = load_json(json_path);
+    const cJSON *calls_made = cJSON_GetObjectItemCaseSensitive(summary, "unet_calls");
+    const int is_pf = !strcmp(cJSON_GetObjectItemCaseSensitive(m, "sampler")->valuestring, "pf");
+    const cJSON *solver = cJSON_GetObjectItemCaseSensitive(m, "solver");
+    const cJSON *nfev = cJSON_GetObjectItemCaseSensitive(solver, "nfev");
+    if (is_pf && cJSON_IsNumber(nfev))
+        CHECK_MSG(cJSON_IsNumber(calls_made) && calls_made->valueint == nfev->valueint,
+                  "%s: pf made %d model calls, scipy %d", name, calls_made ? calls_made->valueint : -1, nfev->valueint);
 
     size_t n = 0, rn = 0;
     float *got = load_f32(noise, &n), *ref;
     snprintf(path, sizeof path, "%s/init_noise.npy", dir);
     ref = load_f32(path, &rn);
-    CHECK_MSG(got && ref && n == rn && memcmp(got, ref, n * 4) == 0, "%s: initial noise not bit-exact", name);
+    const int noise_exact = got && ref && n == rn && memcmp(got, ref, n * 4) == 0;
+    CHECK_MSG(noise_exact, "%s: initial noise not bit-exact", name);
     free(got);
     free(ref);
     got = load_f32(lat, &n);
@@ -137,7 +149,7 @@ static void case_through_cli(const char *name) {
     pndm_npy ts;
     pndm_error err;
     snprintf(path, sizeof path, "%s/timesteps.npy", dir);
-    if (pndm_npy_load(path, &ts, &err) == PNDM_OK) {
+    if (!is_pf && pndm_npy_load(path, &ts, &err) == PNDM_OK) {
         char *buf;
         size_t size;
         pndm_scheduler_config cfg;
@@ -165,10 +177,12 @@ static void case_through_cli(const char *name) {
         pndm_scheduler_config_free(&cfg);
         pndm_npy_free(&ts);
     }
-    printf("%-22s pndm-gen %-12s noise bit-exact, latents max|err| %.3g = %.3g of max|ref| %.4g (tol %.0e), "
+    printf("%-36s pndm-gen %-10s %4d calls, noise %s, latents max|err| %.3g = %.3g of max|ref| %.4g (tol %.0e), "
            "images max|err| %.3g (tol %.0e)\n",
-           name, cJSON_GetObjectItemCaseSensitive(m, "sampler")->valuestring, le, lm > 0 ? le / lm : 0, lm, lat_rel, ie,
-           img_abs);
+           name, cJSON_GetObjectItemCaseSensitive(m, "sampler")->valuestring,
+           cJSON_IsNumber(calls_made) ? calls_made->valueint : -1, noise_exact ? "bit-exact" : "DIFFERS", le,
+           lm > 0 ? le / lm : 0, lm, lat_rel, ie, img_abs);
+    cJSON_Delete(summary);
     cJSON_Delete(m);
 }
 
@@ -290,9 +304,15 @@ static void threads_and_pf(void) {
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/pndm_test_sampler_pipeline_XXXXXX");
     CHECK(mkdtemp(g_tmp) != NULL);
+    /* the public golden cases, then tools/make_extra_pipelines.py's (pf, fon, ddim-paper, other
+     * schedules, T = 500, DDIM v_prediction / thresholding, DDPM fixed_small_log) */
     static const char *cases[] = {"ddim_eta1_n20_b2", "ddpm_n20_b2_list", "pndm_n10_b2", "paper_fpndm_n20_b2",
                                   "paper_spndm_n10_b2"};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) case_through_cli(cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) case_through_cli("pipeline", cases[i]);
+    static const char *extra[] = {
+        "pf_n50_b2",         "fon_cosine_n20_b2_list",        "ddim_paper_quad_n25_b3",        "fpndm_n12_b1",
+        "spndm_T500_n40_b2", "ddim_eta0_noclip_vpred_n15_b2", "ddim_eta05_thresh_n10_b2_list", "ddpm_small_log_n30_b2"};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) case_through_cli("extra_pipeline", extra[i]);
     batch_independence();
     threads_and_pf();
     /* clean up the temporary outputs */
