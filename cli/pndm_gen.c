@@ -563,6 +563,7 @@ static int stage_load(gen_run *r) {
     if (pndm_sampler_create(&p->sampler, &r->sched, p->steps, &smp, &err)) return cli_fail(err.code, "%s", err.msg);
     pndm_sampler_describe(smp, r->sched_desc, sizeof r->sched_desc);
     r->sampler_calls = pndm_sampler_num_calls(smp);
+    r->sampler_steps = pndm_sampler_num_steps(smp);
     char schedule[1024] = "", ignored[1024] = "";
     pndm_sampler_schedule(smp, schedule, sizeof schedule);
     pndm_sampler_ignored_keys(smp, ignored, sizeof ignored);
@@ -745,6 +746,7 @@ static int stage_report(gen_run *r) {
     cJSON_AddItemToObject(j, "sampler_options", so);
     cJSON_AddNumberToObject(j, "unet_calls", calls);
     cJSON_AddBoolToObject(j, "adaptive_calls", r->sampler_calls == PNDM_CALLS_ADAPTIVE);
+    cJSON_AddNumberToObject(j, "sampler_steps", r->sampler_steps);
     cJSON_AddNumberToObject(j, "batch", B);
     cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
     cJSON_AddStringToObject(j, "scheduler", r->sched_desc);

@@ -225,6 +225,9 @@ const char *pndm_sampler_name(const pndm_sampler *s);
 #define PNDM_CALLS_ADAPTIVE (-1)
 /* Model calls of a run: fixed at creation, or PNDM_CALLS_ADAPTIVE (pf: the solver decides). */
 int pndm_sampler_num_calls(const pndm_sampler *s);
+/* Steps the method takes: N for diffusers' samplers, ceil(T / (T // N)) for the paper's
+ * methods, 0 for pf (adaptive). */
+int pndm_sampler_num_steps(const pndm_sampler *s);
 /* Model calls made since the start (or reset). */
 int pndm_sampler_calls_made(const pndm_sampler *s);
 /* 1 once the run is complete (every call made). */

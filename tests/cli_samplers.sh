@@ -73,6 +73,9 @@ has out '"use_clipped_model_output":	true' "json clipped"
 has out '"unet_calls":	4' "json calls"
 expect 0 "json pf" -- "$BIN" -m "$MODEL" --sampler pf -n 1 -s 1 -q --json -o "$T/pf.npy"
 has out '"adaptive_calls":	true' "pf adaptive in json"
+expect 0 "json paper steps" -- "$BIN" -m "$MODEL" --sampler ddim-paper -n 30 -s 1 -q --json -o "$T/dp.npy"
+has out '"sampler_steps":	31' "the paper's 30 steps are 31 in json"
+has out '"unet_calls":	31' "31 calls"
 
 # determinism: same bytes for 1 and 2 threads (ddpm draws noise at every step)
 expect 0 "ddpm t1" -- "$BIN" -m "$MODEL" --sampler ddpm -n 6 -b 2 -s 4 -t 1 -q -o "$T/t1.png"

@@ -226,6 +226,7 @@ static void test_paper_steps(void) {
     /* odd skip: fractional midpoints for the model (n = 8: skip 125) */
     s = make("f-pndm", &c, 8, PNDM_OK, &err);
     CHECK(pndm_sampler_num_calls(s) == 17 && pndm_sampler_time(s, 1) == 812.5f && pndm_sampler_timestep(s, 1) == 812);
+    CHECK(pndm_sampler_num_steps(s) == 8);
     pndm_sampler_schedule(s, buf, sizeof buf);
     CHECK_CONTAINS(buf, "8 steps, 17 model calls at t = 875, 812.5, 812.5, 750, 750, 687.5");
     pndm_sampler_free(s);

@@ -144,6 +144,7 @@ float *sampler_alloc_floats(size_t count, size_t n, const char *what, pndm_error
 
 const char *pndm_sampler_name(const pndm_sampler *s) { return s ? s->m->info.name : NULL; }
 int pndm_sampler_num_calls(const pndm_sampler *s) { return s ? s->num_calls : 0; }
+int pndm_sampler_num_steps(const pndm_sampler *s) { return s ? s->num_steps : 0; }
 int pndm_sampler_calls_made(const pndm_sampler *s) { return s ? s->next_call : 0; }
 int pndm_sampler_done(const pndm_sampler *s) { return s ? s->done : 1; }
 int pndm_sampler_history(const pndm_sampler *s) { return s ? s->m->history : 0; }
