@@ -87,8 +87,11 @@ static void case_through_cli(const char *set, const char *name) {
     argv[k++] = "--json";
     argv[k++] = "-t";
     argv[k++] = "2";
+    const cJSON *mdl = cJSON_GetObjectItemCaseSensitive(m, "model");
+    char model[512];
+    snprintf(model, sizeof model, SDATA "models/%s", cJSON_IsString(mdl) ? mdl->valuestring : "unet_tiny");
     argv[k++] = "-m";
-    argv[k++] = TINY;
+    argv[k++] = model;
     snprintf(sched, sizeof sched, "%s/scheduler_config.json", dir);
     const cJSON *a;
     cJSON_ArrayForEach(a, cli) {
@@ -309,9 +312,15 @@ int main(void) {
     static const char *cases[] = {"ddim_eta1_n20_b2", "ddpm_n20_b2_list", "pndm_n10_b2", "paper_fpndm_n20_b2",
                                   "paper_spndm_n10_b2"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) case_through_cli("pipeline", cases[i]);
-    static const char *extra[] = {
-        "pf_n50_b2",         "fon_cosine_n20_b2_list",        "ddim_paper_quad_n25_b3",        "fpndm_n12_b1",
-        "spndm_T500_n40_b2", "ddim_eta0_noclip_vpred_n15_b2", "ddim_eta05_thresh_n10_b2_list", "ddpm_small_log_n30_b2"};
+    static const char *extra[] = {"pf_n50_b2",
+                                  "fon_cosine_n20_b2_list",
+                                  "ddim_paper_quad_n25_b3",
+                                  "fpndm_n12_b1",
+                                  "spndm_T500_n40_b2",
+                                  "ddim_eta0_noclip_vpred_n15_b2",
+                                  "ddim_eta05_thresh_n10_b2_list",
+                                  "ddpm_small_log_n30_b2",
+                                  "ddpm_learned_range_n20_b2_list"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) case_through_cli("extra_pipeline", extra[i]);
     batch_independence();
     threads_and_pf();

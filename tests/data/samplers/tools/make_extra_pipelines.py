@@ -23,6 +23,23 @@ ROOT = sys.argv[2]
 OUT = os.path.join(ROOT, "extra_pipeline")
 UNET32 = UNet2DModel.from_pretrained(os.path.join(ROOT, "models", "unet_tiny")).eval()
 UNET64 = copy.deepcopy(UNET32).double()
+
+
+def learned_unet():
+    """A tiny UNet with 2 * 3 output channels (eps and the variance) for DDPM's learned
+    variance types: seeded, every parameter perturbed by 0.05 N(0, 1) as unet_tiny."""
+    d = os.path.join(ROOT, "models", "unet_tiny_learned")
+    if not os.path.exists(os.path.join(d, "config.json")):
+        th.manual_seed(0)
+        u = UNet2DModel(sample_size=16, in_channels=3, out_channels=6, block_out_channels=(16, 32),
+                        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                        layers_per_block=1, norm_num_groups=8, attention_head_dim=8)
+        g = th.Generator().manual_seed(1)
+        with th.no_grad():
+            for p in u.parameters():
+                p.add_(0.05 * th.randn(p.shape, generator=g))
+        u.save_pretrained(d, safe_serialization=True)
+    return UNet2DModel.from_pretrained(d).eval()
 PAPER_TYPE = {"linear": "linear", "scaled_linear": "quad", "squaredcos_cap_v2": "cosine"}
 
 
@@ -85,13 +102,13 @@ def run_diffusers(cls, cfgd, n, B, seed, per_image, eta, unet, dtype):
     return noise, x.numpy(), s.timesteps.numpy().astype(np.int64), {}
 
 
-def case(name, sampler, cfgd, n, B, seed, per_image=False, eta=None):
+def case(name, sampler, cfgd, n, B, seed, per_image=False, eta=None, unets=None):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     paper = sampler in ("ddim-paper", "s-pndm", "f-pndm", "fon", "pf")
     method = {"ddim-paper": "DDIM", "s-pndm": "S-PNDM", "f-pndm": "F-PNDM", "fon": "FON", "pf": "PF"}.get(sampler)
     runs = []
-    for unet, dtype in ((UNET32, th.float32), (UNET64, th.float64)):
+    for unet, dtype in unets or ((UNET32, th.float32), (UNET64, th.float64)):
         if paper:
             runs.append(run_paper(method, cfgd, n, B, seed, per_image, unet, dtype))
         else:
@@ -111,7 +128,7 @@ def case(name, sampler, cfgd, n, B, seed, per_image=False, eta=None):
     cli += ["--scheduler-config", "scheduler_config.json"]
     with open(os.path.join(d, "scheduler_config.json"), "w") as f:
         json.dump(cfgd, f, indent=1)
-    man = {"case": name, "kind": "pipeline", "sampler": sampler, "steps": n, "batch": B, "seed": seed,
+    man = {"case": name, "kind": "pipeline", "sampler": sampler, "model": "unet_tiny_learned" if unets else "unet_tiny", "steps": n, "batch": B, "seed": seed,
            "per_image_seeds": per_image, "cli": cli, "solver": extra,
            "measured": {"float64_unet_vs_float32": {"final_latents_rel": dev, "images_max_abs": dimg}},
            "latents_absmax": amax,
@@ -142,3 +159,9 @@ case("ddim_eta05_thresh_n10_b2_list", "ddim", {"_class_name": "DDIMScheduler", "
      per_image=True, eta=0.5)
 case("ddpm_small_log_n30_b2", "ddpm", {"_class_name": "DDPMScheduler", "variance_type": "fixed_small_log"}, 30, 2,
      308)
+
+L32 = learned_unet()
+L64 = copy.deepcopy(L32).double()
+# ("learned" takes the square root of the raw variance output, NaN for this random model)
+case("ddpm_learned_range_n20_b2_list", "ddpm", {"_class_name": "DDPMScheduler", "variance_type": "learned_range"}, 20,
+     2, 309, per_image=True, unets=((L32, th.float32), (L64, th.float64)))
