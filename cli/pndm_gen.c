@@ -380,9 +380,10 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
             return 0;
         }
     }
-    if ((a->eta_given || a->clipped) && strcmp(a->sampler, "ddim") != 0)
+    /* --eta 0 is every sampler's no-op; a weight or the clipped output only make sense for ddim */
+    if (((a->eta_given && a->eta != 0) || a->clipped) && strcmp(a->sampler, "ddim") != 0)
         return cli_usage_error("%s applies to --sampler ddim only (got --sampler %s)",
-                               a->eta_given ? "--eta" : "--use-clipped-model-output", a->sampler);
+                               a->clipped ? "--use-clipped-model-output" : "--eta", a->sampler);
     return 0;
 }
 
