@@ -173,8 +173,31 @@ def report_samplers(args):
         print(f"\n{label}: FD {txt}", end="")
         if c:
             series.append((label, [(c[0]["unet_calls"], c[1]["fid"])]))
-    print("\n\nCommands (one per cell): `" + "`, `".join(
-        load_cell(args, n, s)[0]["command"] for _, n, s, _ in sampler_cells() if load_cell(args, n, s)) + "`")
+    done = [(n, st) for _, n, st, _ in sampler_cells() if load_cell(args, n, st)]
+    todo = [f"{n}_n{st}" for _, n, st, _ in sampler_cells() if not load_cell(args, n, st)]
+    print(f"\n\nCells done: {len(done)} of {len(sampler_cells())}" + (f"; not yet: {', '.join(todo)}" if todo else ""))
+    print("Each cell: `pndm-gen --sampler NAME -n STEPS -b %d -s %d -t %d -o samples.npy` (one generator for the "
+          "batch), scored with `tools/fid.py score samples.npy`." % (args.n, args.seed, args.threads))
+    # the paper's claims, where the cells exist
+    fd = {}
+    for _, n, st, _ in sampler_cells():
+        c = load_cell(args, n, st)
+        if c:
+            fd[(n, st)] = c[1]["fid"]
+    claims = []
+    if ("f-pndm", 50) in fd and ("ddim-paper", 250) in fd:
+        a, b = fd[("f-pndm", 50)], fd[("ddim-paper", 250)]
+        claims.append(f"F-PNDM at 50 steps ({a:.2f}) {'better' if a < b else 'not better'} than DDIM (paper) at 250 "
+                      f"({b:.2f})")
+    for m in ("s-pndm", "f-pndm"):
+        for base in ("ddim-paper", "ddim"):
+            pairs = [(st, fd[(m, st)], fd[(base, st)]) for st in PAPER_STEPS if (m, st) in fd and (base, st) in fd]
+            if pairs:
+                wins = sum(a < b for _, a, b in pairs)
+                claims.append(f"{m} ahead of {base} at {wins} of {len(pairs)} counts: " +
+                              ", ".join(f"{st}: {a:.2f} vs {b:.2f}" for st, a, b in pairs))
+    if claims:
+        print("\nThe paper's ordering on this model:\n- " + "\n- ".join(claims))
     if args.plot:
         plot(series, args.plot)
 
