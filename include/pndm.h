@@ -212,8 +212,9 @@ const pndm_sampler_info *pndm_sampler_get_info(int i);
  * (PNDM_ERR_USAGE, naming the reason): an unknown name, steps the reference cannot run (steps
  * outside 1..num_train_timesteps; pndm: steps < 4 with PRK and timesteps outside 0..T-1; the
  * paper's methods: the step counts whose top timestep reads alphas_cump[T] (the message names
- * the nearest counts that work); ddpm: variance_type fixed_large_log); a config option the
- * sampler's reference does not support (PNDM_ERR_MODEL). */
+ * the nearest counts that work); a config the sampler's reference cannot run (PNDM_ERR_MODEL:
+ * pndm with prediction_type sample, sigmoid betas outside ddpm, trained_betas for the paper's
+ * methods, ddpm's variance_type fixed_large_log, whose NaN images diffusers computes). */
 pndm_status pndm_sampler_create(const pndm_sampler_params *params, const pndm_scheduler_config *cfg, int steps,
                                 pndm_sampler **out, pndm_error *err);
 /* pndm_sampler_create with the default sampler (PNDM): steps+9 model calls (steps+1 with
@@ -238,7 +239,7 @@ int pndm_sampler_history(const pndm_sampler *s);
 int pndm_sampler_model_channels(const pndm_sampler *s, int C);
 /* The model's time at call i (all B images get the same): the integer timestep for diffusers'
  * samplers; the paper's methods give fractional midpoints for odd skips and pf t*(T-1). For pf
- * call i is known once calls 0..i-1 are made. */
+ * call i is known once calls 0..i-1 are made (asking for another aborts: a programmer error). */
 float pndm_sampler_time(const pndm_sampler *s, int call);
 /* The same as an integer (diffusers' samplers; the paper's methods: truncated toward zero). */
 int64_t pndm_sampler_timestep(const pndm_sampler *s, int call);
