@@ -1,4 +1,4 @@
-/* pndm-gen: generate images with a UNet2DModel and the PNDM sampler; compare outputs
+/* pndm-gen: generate images with a UNet2DModel and one of the samplers (PNDM by default); compare outputs
  * (--compare) and regenerate one from its stored parameters (--reproduce).
  * A thin front over the public API in pndm.h (plus cJSON for --json).
  *
@@ -39,6 +39,9 @@ enum {
     OPT_PER_IMAGE,
     OPT_SCHED,
     OPT_SKIP_PRK,
+    OPT_SAMPLER,
+    OPT_ETA,
+    OPT_CLIPPED,
     OPT_THREADS,
     OPT_OUTPUT,
     OPT_GRID,
@@ -76,7 +79,8 @@ static const cli_opt OPTS[] = {
     {OPT_REVISION, 0, "revision", "REV", "main", "Hub ids: a branch under refs/ or a commit hash"},
     {OPT_VARIANT, 0, "variant", "NAME", "none",
      "weights variant: diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
-    {OPT_STEPS, 'n', "steps", "N", "50", "inference steps (PRK adds 9 UNet calls unless --skip-prk-steps)"},
+    {OPT_STEPS, 'n', "steps", "N", "50",
+     "inference steps (the paper's methods: their sample_speed; model calls per sampler below)"},
     {OPT_BATCH, 'b', "batch", "N", "1",
      "number of images (with -N: images per chunk, i.e. per UNet call; 16 unless given)"},
     {OPT_SEED, 's', "seed", "N", "random", "seed for torch.manual_seed (0 .. 2^64-1; -1 = random); always reported"},
@@ -84,6 +88,9 @@ static const cli_opt OPTS[] = {
      "one generator per image, seeded seed+i (diffusers' generator list)"},
     {OPT_SCHED, 0, "scheduler-config", "FILE", "the model's", "scheduler_config.json replacing the model's"},
     {OPT_SKIP_PRK, 0, "skip-prk-steps", NULL, "off", "skip the pseudo Runge-Kutta warm-up (N+1 UNet calls)"},
+    {OPT_SAMPLER, 0, "sampler", "NAME", "pndm", "sampling method (the list below)"},
+    {OPT_ETA, 0, "eta", "X", "0", "ddim: weight of the per-step noise (0 = deterministic DDIM, 1 = DDPM-like)"},
+    {OPT_CLIPPED, 0, "use-clipped-model-output", NULL, "off", "ddim: recompute the noise from the clipped x0"},
     {OPT_THREADS, 't', "threads", "N", "physical cores", "worker threads (results are identical for any N)"},
     {OPT_OUTPUT, 'o', "output", "PATH", "out.png",
      "output: .png (8-bit; with a batch use a %d pattern, else NAME-<i>.png), .npy (B,H,W,C float32 in [0,1], "
@@ -133,12 +140,15 @@ static const cli_page PAGE = {
     "generate images with a diffusion model (diffusers' PNDMPipeline) on the CPU",
     "[options]",
     "Generates images with a diffusers UNet2DModel and the PNDM sampler: the same images as diffusers' "
-    "PNDMPipeline for the same model, seed and steps. Every output carries a generation record (model file name and "
+    "PNDMPipeline for the same model, seed and steps; or with diffusers' DDIM / DDPM pipelines or any method of the "
+    "PNDM paper (--sampler). Every output carries a generation record (model file name and "
     "SHA-256 of its weights, sampler, steps, seeds, scheduler settings) from which --reproduce regenerates it; "
     "--compare checks outputs against reference images with a tolerance.",
     "pndm-gen --steps 50 --batch 4 --seed 42 -o out.png       # out-0.png .. out-3.png\n"
     "pndm-gen -b 16 -s 7 --grid -o grid.png\n"
     "pndm-gen -b 8 -s 1 -o 'img_%03d.png' --json\n"
+    "pndm-gen --sampler f-pndm -n 50 -b 16 -s 7 --grid -o grid.png   # the paper's F-PNDM\n"
+    "pndm-gen --sampler ddim --eta 1 -n 100 -b 4 -o ddim.png\n"
     "pndm-gen --info out-0.png                                # the stored parameters\n"
     "pndm-gen --reproduce out-0.png                           # regenerate and compare\n"
     "pndm-gen --compare new/ golden/ --tolerance 1 --diff-image diffs/\n"
@@ -150,15 +160,42 @@ static const cli_page PAGE = {
     "partial file. An existing output is refused before the run unless --overwrite is given; outputs that are the "
     "same file (however the paths spell it) are refused; a device, FIFO or directory is never replaced."};
 
-static void print_help(FILE *f) {
+/* Every sampler with its model calls for `steps` steps (a PNDMScheduler-default config). */
+static void print_samplers(FILE *f, int steps) {
+    pndm_scheduler_config cfg = pndm_scheduler_default_config();
+    fprintf(f, "\nsamplers (--sampler NAME; model calls for N steps, and for N = %d):\n", steps);
+    for (int i = 0; i < pndm_sampler_count(); i++) {
+        const pndm_sampler_info *in = pndm_sampler_get_info(i);
+        pndm_sampler_params sp = pndm_sampler_default_params();
+        sp.name = in->name;
+        pndm_sampler *s = NULL;
+        pndm_error err;
+        char calls[32];
+        if (pndm_sampler_create(&sp, &cfg, steps, &s, &err) != PNDM_OK)
+            snprintf(calls, sizeof calls, "refused");
+        else if (pndm_sampler_num_calls(s) == PNDM_CALLS_ADAPTIVE)
+            snprintf(calls, sizeof calls, "adaptive");
+        else
+            snprintf(calls, sizeof calls, "%d", pndm_sampler_num_calls(s));
+        pndm_sampler_free(s);
+        fprintf(f, "  %-11s %-9s %s\n  %-11s %-9s calls: %s\n", in->name, calls, in->summary, "", "", in->calls);
+    }
+    fprintf(f,
+            "  (the paper's methods: S = ceil(T / (T // N)) steps, e.g. N = 30 -> 31; counts whose first step\n"
+            "   would read alphas_cump[T] are refused with the nearest counts that work)\n");
+}
+
+static void print_help(FILE *f, int steps) {
     fprintf(f,
             "usage: pndm-gen [options]\n"
             "       pndm-gen --reproduce FILE.png [-m MODEL] [-o OUT]\n"
             "       pndm-gen --compare A B [--tolerance X] [--diff-image DIR] [--json]\n"
             "Generate images with a diffusers UNet2DModel and the PNDM sampler (same images as\n"
-            "diffusers' PNDMPipeline for the same model, seed and steps).\n\n"
+            "diffusers' PNDMPipeline for the same model, seed and steps), diffusers' DDIM / DDPM\n"
+            "pipelines, or any method of the PNDM paper (--sampler).\n\n"
             "options:\n");
     cli_print_options(f, OPTS, N_OPTS, 30, OPT_THREADS, pndm_default_threads());
+    print_samplers(f, steps);
     fputs("\n" CLI_KERNEL_HELP "\n", f);
     cli_print_exit_codes(f);
     cli_print_env(f);
@@ -257,22 +294,33 @@ typedef struct {
     double t0;
     int tty;
     int last_printed;
+    int calls; /* made so far */
 } progress_state;
 
-static void on_progress(int call, int total, int64_t t, void *user) {
+static void on_progress(int call, int total, double t, void *user) {
     progress_state *ps = user;
+    ps->calls = call;
     if (g_quiet) return;
+    if (total == PNDM_CALLS_ADAPTIVE) { /* pf: the solver decides */
+        if (ps->tty) {
+            fprintf(stderr, "\r  UNet call %d (adaptive, t=%g)  %.1f s elapsed   ", call, t, cli_now_s() - ps->t0);
+            fflush(stderr);
+        } else if (call - ps->last_printed >= 50) {
+            fprintf(stderr, "  UNet call %d (adaptive, t=%g) %.1f s elapsed\n", call, t, cli_now_s() - ps->t0);
+            ps->last_printed = call;
+        }
+        return;
+    }
     double el = cli_now_s() - ps->t0;
     double eta = call > 0 ? el / call * (total - call) : 0;
     if (ps->tty) {
-        fprintf(stderr, "\r  UNet call %d/%d (t=%" PRId64 ")  %.1f s elapsed, ~%.1f s left   ", call, total, t, el,
-                eta);
+        fprintf(stderr, "\r  UNet call %d/%d (t=%g)  %.1f s elapsed, ~%.1f s left   ", call, total, t, el, eta);
         if (call == total) fputc('\n', stderr);
         fflush(stderr);
     } else {
         int every = (total + 9) / 10; /* about ten lines per run */
         if (call == total || call - ps->last_printed >= every) {
-            fprintf(stderr, "  UNet call %d/%d (t=%" PRId64 ") %.1f s elapsed\n", call, total, t, el);
+            fprintf(stderr, "  UNet call %d/%d (t=%g) %.1f s elapsed\n", call, total, t, el);
             ps->last_printed = call;
         }
     }
@@ -299,6 +347,9 @@ typedef struct {
     const char *model_path, *revision, *variant, *sched_path, *output, *latents_path, *noise_path, *info_path;
     const char *reproduce_path, *compare_a, *compare_b, *diff_dir;
     const char *kernel, *gemm; /* --kernel, --gemm (NULL: not given) */
+    const char *sampler;       /* --sampler ("pndm") */
+    double eta;                /* ddim */
+    int clipped;               /* ddim: --use-clipped-model-output */
     long long steps, batch, threads;
     uint64_t seed;
     double tolerance; /* < 0: the defaults */
@@ -338,6 +389,24 @@ static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
     case OPT_PER_IMAGE: a->per_image = 1; break;
     case OPT_SCHED: a->sched_path = val; break;
     case OPT_SKIP_PRK: a->skip_prk = 1; break;
+    case OPT_SAMPLER: {
+        int known = 0;
+        char names[256] = "";
+        for (int k = 0; k < pndm_sampler_count(); k++) {
+            const char *nm = pndm_sampler_get_info(k)->name;
+            known |= !strcmp(val, nm);
+            size_t l = strlen(names);
+            snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", nm);
+        }
+        if (!known) return cli_usage_error("unknown --sampler '%s': one of %s (see --help)", val, names);
+        a->sampler = val;
+        break;
+    }
+    case OPT_ETA:
+        if (!cli_parse_double(val, &a->eta) || !(a->eta >= 0) || !isfinite(a->eta))
+            return cli_usage_error("invalid --eta '%s': expected a number >= 0", val);
+        break;
+    case OPT_CLIPPED: a->clipped = 1; break;
     case OPT_THREADS:
         if (!cli_parse_i64(val, 0, 1024, &a->threads))
             return cli_usage_error("invalid --threads '%s': expected an integer from 0 (auto) to 1024", val);
@@ -386,7 +455,7 @@ static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
         cli_print_bash_completion(stdout, "pndm-gen", OPTS, N_OPTS);
         return -1;
     case OPT_MAN: cli_print_man(stdout, &PAGE, OPTS, N_OPTS, pndm_version()); return -1;
-    case OPT_HELP: print_help(stdout); return -1;
+    case OPT_HELP: print_help(stdout, (int)a->steps); return -1;
     case OPT_VERSION: cli_out("pndm-gen %s\n", pndm_version()); return -1;
     }
     return 0;
@@ -397,6 +466,7 @@ static void default_args(cli_args *a) {
     a->steps = 50;
     a->batch = 1;
     a->output = "out.png";
+    a->sampler = "pndm";
     a->tolerance = -1;
     a->metadata = META_FULL;
 }
@@ -427,6 +497,10 @@ static int parse_args(int argc, char **argv, cli_args *a, int *exit_now) {
         return cli_usage_error("--start-index, --skip-existing, --shard, --npz and --manifest need --num-images");
     if (a->set.num_images && modes)
         return cli_usage_error("--num-images makes a sample set: not with --info, --reproduce or --compare");
+    /* --eta 0 is every sampler's no-op; a weight or the clipped output only make sense for ddim */
+    if (((a->given[OPT_ETA] && a->eta != 0) || a->clipped) && strcmp(a->sampler, "ddim") != 0)
+        return cli_usage_error("%s applies to --sampler ddim only (got --sampler %s)",
+                               a->clipped ? "--use-clipped-model-output" : "--eta", a->sampler);
     return 0;
 }
 
@@ -458,7 +532,9 @@ typedef struct gen_run {
     pndm_model *model;
     pndm_scheduler_config sched; /* the model's, or --scheduler-config's */
     int have_sched;
-    char sched_desc[512];
+    char sched_desc[768]; /* the sampler with its resolved configuration */
+    int sampler_calls;    /* fixed count, or PNDM_CALLS_ADAPTIVE */
+    int sampler_steps;    /* the steps it takes (the paper's: ceil(T / skip)) */
     pndm_gen_params p;
     int C, S, B;
     size_t n;    /* B * C * S * S */
@@ -471,6 +547,7 @@ typedef struct gen_run {
     float *images;  // (B, S, S, C) in [0, 1]
     uint8_t *pix;   // (B, S, S, C)
     double t_gen;
+    int calls; /* model calls made */
     /* write */
     cJSON *files; /* paths written, in order */
     int n_written, total_files;
@@ -522,11 +599,13 @@ static const struct {
     {"per_image_seeds", RK_SWITCH, OPT_PER_IMAGE},
     {"skip_prk_steps", RK_SWITCH, OPT_SKIP_PRK},
     {"grid", RK_SWITCH, OPT_GRID},
-    {"sampler", RK_CHECK, -1},          /* "pndm": the one sampler */
-    {"model", RK_CHECK, -1},            /* finds the bundled model when -m is not given */
-    {"model_sha256", RK_CHECK, -1},     /* must match the model's */
-    {"model_path", RK_CHECK, -1},       /* the model, when -m is not given and it exists */
-    {"scheduler", RK_CHECK, -1},        /* must match the settings in effect */
+    {"sampler", RK_OPTION, OPT_SAMPLER},
+    {"eta", RK_OPTION, OPT_ETA},                          /* ddim */
+    {"use_clipped_model_output", RK_SWITCH, OPT_CLIPPED}, /* ddim */
+    {"model", RK_CHECK, -1},                              /* finds the bundled model when -m is not given */
+    {"model_sha256", RK_CHECK, -1},                       /* must match the model's */
+    {"model_path", RK_CHECK, -1},                         /* the model, when -m is not given and it exists */
+    {"scheduler", RK_CHECK, -1},                          /* must match the settings in effect */
     {"scheduler_config", RK_CHECK, -1}, /* replaces the model's (it was given with --scheduler-config) */
     {"image_index", RK_CHECK, -1},      /* which image of the batch */
     {"image_seed", RK_INFO, -1},
@@ -629,10 +708,6 @@ static int stage_reproduce_read(gen_run *r) {
                 return cli_fail(PNDM_ERR_INPUT, "--reproduce: %s: bad stored value %s=%s", file, key, val);
             break;
         case RK_CHECK:
-            if (!strcmp(key, "sampler") && strcmp(val, "pndm"))
-                return cli_fail(PNDM_ERR_INPUT,
-                                "--reproduce: %s was made with sampler '%s', which this pndm-gen %s lacks", file, val,
-                                pndm_version());
             if (!strcmp(key, "model_sha256")) r->expect_sha256 = val;
             if (!strcmp(key, "scheduler")) r->stored_sched = val;
             if (!strcmp(key, "scheduler_config")) r->sched_json = val;
@@ -788,7 +863,11 @@ static int build_record(gen_run *r) {
     e |= rec_set(g, "model", REC_STR, REC_MINIMAL, "%s", name);
     e |= rec_set(g, "model_sha256", REC_STR, REC_MINIMAL, "%s", pndm_model_sha256(r->model));
     e |= rec_set(g, "model_path", REC_STR, REC_FULL, "%s", r->model_path);
-    e |= rec_set(g, "sampler", REC_STR, REC_MINIMAL, "pndm");
+    e |= rec_set(g, "sampler", REC_STR, REC_MINIMAL, "%s", a->sampler);
+    if (!strcmp(a->sampler, "ddim")) { /* its options; the other samplers have none */
+        e |= rec_set(g, "eta", REC_NUM, REC_MINIMAL, "%.17g", a->eta);
+        e |= rec_set(g, "use_clipped_model_output", REC_BOOL, REC_MINIMAL, "%d", a->clipped);
+    }
     e |= rec_set(g, "steps", REC_NUM, REC_MINIMAL, "%d", r->p.steps);
     e |= rec_set(g, "seed", REC_NUM, REC_MINIMAL, "%" PRIu64, a->seed);
     e |= rec_set(g, "per_image_seeds", REC_BOOL, REC_MINIMAL, "%d", a->per_image);
@@ -861,7 +940,21 @@ static int stage_load(gen_run *r) {
     if (a->steps > r->sched.num_train_timesteps)
         return cli_usage_error("--steps %lld is larger than the scheduler's num_train_timesteps (%d)", a->steps,
                                r->sched.num_train_timesteps);
-    pndm_scheduler_config_describe(&r->sched, r->sched_desc, sizeof r->sched_desc);
+    /* the sampler now: step counts it cannot run are refused before generating; it describes
+     * the schedule and the config as it reads them (pndm: the PNDMScheduler config) */
+    pndm_sampler_params sp = pndm_sampler_default_params();
+    sp.name = a->sampler;
+    sp.eta = a->eta;
+    sp.use_clipped_model_output = a->clipped;
+    pndm_sampler *smp = NULL;
+    if (pndm_sampler_create(&sp, &r->sched, (int)a->steps, &smp, &err)) return cli_fail(err.code, "%s", err.msg);
+    pndm_sampler_describe(smp, r->sched_desc, sizeof r->sched_desc);
+    r->sampler_calls = pndm_sampler_num_calls(smp);
+    r->sampler_steps = pndm_sampler_num_steps(smp);
+    char schedule[1024] = "", ignored[1024] = "";
+    pndm_sampler_schedule(smp, schedule, sizeof schedule);
+    pndm_sampler_ignored_keys(smp, ignored, sizeof ignored);
+    pndm_sampler_free(smp);
     if (r->stored_sched) { /* records before the model hash wrote scheduler={...} */
         size_t l = strlen(r->stored_sched);
         int braced = l >= 2 && r->stored_sched[0] == '{' && r->stored_sched[l - 1] == '}';
@@ -881,6 +974,7 @@ static int stage_load(gen_run *r) {
     p->n_threads = a->threads > 0 ? (int)a->threads : pndm_default_threads();
     p->scheduler = &r->sched;
     p->cancel = &g_signal;
+    p->sampler = sp;
     r->C = pndm_model_in_channels(r->model);
     r->S = pndm_model_sample_size(r->model);
     r->B = p->batch;
@@ -901,12 +995,17 @@ static int stage_load(gen_run *r) {
                 "%s, %d steps, batch %d, %d threads\n",
                 r->model_path, r->C, r->S, r->S, (double)pndm_model_param_count(r->model) / 1e6, a->seed,
                 a->per_image ? " (+i per image)" : "", p->steps, r->B, p->n_threads);
-        if (g_verbose)
+        if (g_verbose) {
             fprintf(stderr,
                     "pndm-gen: weights sha256 %s; scheduler {%s}; kernels %s; memory estimate %.1f MiB; model "
                     "loaded in %.3f s\n",
                     pndm_model_sha256(r->model), r->sched_desc, pndm_model_kernel_path(r->model),
                     (double)r->need / (1 << 20), r->t_load);
+            fprintf(stderr, "pndm-gen: sampler %s: %s\n", a->sampler, schedule);
+            fprintf(stderr, "pndm-gen: scheduler config %s (class %s); keys the %s sampler ignores: %s\n",
+                    a->sched_path ? a->sched_path : "of the model",
+                    r->sched.class_name[0] ? r->sched.class_name : "none", a->sampler, ignored[0] ? ignored : "none");
+        }
     } else if (!a->seed_given) { /* a random seed is never lost, even with -q */
         fprintf(stderr, "pndm-gen: seed %" PRIu64 " (random)\n", a->seed);
     }
@@ -925,12 +1024,13 @@ static int stage_generate(gen_run *r) {
     r->pix = malloc(n);
     if (!r->latents || !r->images || !r->pix || (r->a.noise_path && !r->noise))
         return cli_fail(PNDM_ERR_NOMEM, "cannot allocate buffers for batch %d", r->B);
-    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0};
+    progress_state ps = {cli_now_s(), isatty(STDERR_FILENO), 0, 0};
     r->p.progress = on_progress;
     r->p.progress_user = &ps;
     double t0 = cli_now_s();
     pndm_status st = pndm_generate(r->model, &r->p, r->noise, r->latents, &err);
     r->t_gen = cli_now_s() - t0;
+    r->calls = ps.calls;
     if (st) {
         if (!g_quiet && ps.tty) fputc('\n', stderr);
         return cli_fail(st == PNDM_ERR_INTERRUPTED ? signal_exit() : (int)st, "%s", err.msg);
@@ -1100,13 +1200,10 @@ static int stage_write(gen_run *r) {
 
 /* ---- stage: report ------------------------------------------------------------------------ */
 
+/* Model calls of the run: as made (pf: adaptive), else the sampler's count. */
 static int unet_calls(const gen_run *r) {
-    pndm_error err;
-    int calls = r->p.steps + (r->sched.skip_prk_steps ? 1 : 9);
-    pndm_sampler *smp = NULL;
-    if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK) calls = pndm_sampler_num_calls(smp);
-    pndm_sampler_free(smp);
-    return calls;
+    if (r->calls > 0) return r->calls;
+    return r->sampler_calls > 0 ? r->sampler_calls : 1;
 }
 
 /* What --json prints, success or not: the files written so far, the seed (chosen or given), the
@@ -1150,7 +1247,16 @@ static cJSON *json_summary(gen_run *r, int rc) {
         cJSON_AddItemToObject(j, "image_seeds", seeds);
         cJSON_AddBoolToObject(j, "per_image_seeds", a->per_image);
         cJSON_AddNumberToObject(j, "steps", r->p.steps);
+        cJSON_AddStringToObject(j, "sampler", a->sampler);
+        cJSON *so = cJSON_CreateObject();
+        if (!strcmp(a->sampler, "ddim")) {
+            cJSON_AddNumberToObject(so, "eta", a->eta);
+            cJSON_AddBoolToObject(so, "use_clipped_model_output", a->clipped);
+        }
+        cJSON_AddItemToObject(j, "sampler_options", so);
         cJSON_AddNumberToObject(j, "unet_calls", calls);
+        cJSON_AddBoolToObject(j, "adaptive_calls", r->sampler_calls == PNDM_CALLS_ADAPTIVE);
+        cJSON_AddNumberToObject(j, "sampler_steps", r->sampler_steps);
         cJSON_AddNumberToObject(j, "batch", B);
         cJSON_AddNumberToObject(j, "threads", r->p.n_threads);
         cJSON_AddStringToObject(j, "kernels", pndm_model_kernel_path(r->model));
@@ -1262,11 +1368,17 @@ static int stage_plan_set(gen_run *r) {
         return cli_usage_error("--latents and --save-noise are not written for a sample set (--num-images)");
     if (!strcmp(a->output, "-")) return cli_usage_error("a sample set is many files: -o - is not for --num-images");
     /* A sampler that couples the images of a batch (the paper's PF: one adaptive RK45 over the
-     * whole batch) breaks "image i == -b 1 -s seed+i whatever the chunking": refuse it here. */
+     * whole batch) keeps "image i == -b 1 -s seed+i whatever the chunking" only in chunks of one
+     * image: that is its default here, and a bigger --batch is refused. */
+    const int coupled = !strcmp(a->sampler, "pf");
+    if (coupled && a->given[OPT_BATCH] && a->batch > 1)
+        return cli_usage_error("--sampler pf couples the images of a batch (one adaptive step size for all): a "
+                               "sample set with it is made in chunks of one image, drop --batch %lld",
+                               a->batch);
     if (!a->seed_given) a->seed = random_seed();
     a->set.quiet = g_quiet;
     a->set.overwrite = a->overwrite;
-    if (!a->given[OPT_BATCH]) a->batch = 16;
+    if (!a->given[OPT_BATCH]) a->batch = coupled ? 1 : 16;
     if (a->batch > a->set.num_images) a->batch = a->set.num_images;
     r->out = OUT_PNG_EACH;
     r->pattern = 1;
@@ -1310,15 +1422,7 @@ static int stage_set(gen_run *r, int *argc, char ***argv) {
     run.gen = r->p;
     run.C = r->C;
     run.S = r->S;
-    if (!start_rc) { /* a step count the sampler refuses is refused here, before any chunk */
-        pndm_sampler *smp = NULL;
-        pndm_error err;
-        if (pndm_sampler_create_pndm(&r->sched, r->p.steps, &smp, &err) == PNDM_OK)
-            run.unet_calls = pndm_sampler_num_calls(smp);
-        else
-            start_rc = cli_fail(err.code, "%s", err.msg);
-        pndm_sampler_free(smp);
-    }
+    run.unet_calls = r->sampler_calls; /* the sampler refused what it cannot run in stage_load */
     run.record = set_record;
     run.record_user = r;
     run.existing = a->overwrite ? SS_EXISTING_OVERWRITE : SS_EXISTING_REFUSE;

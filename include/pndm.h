@@ -1,5 +1,6 @@
 /* pndm.h — diffusion image generation on the CPU with PNDM, a native counterpart of
- * Hugging Face diffusers' PNDMPipeline (UNet2DModel + PNDMScheduler).
+ * Hugging Face diffusers' PNDMPipeline (UNet2DModel + PNDMScheduler), its DDIM / DDPM siblings
+ * and every method of the PNDM paper (Liu et al., ICLR 2022).
  *
  * This header is the manual. A complete program (tests/cli_install.sh builds it as written
  * against the installed library: cc app.c $(pkg-config --cflags --libs pndm)):
@@ -16,6 +17,7 @@
  *         if (pndm_model_load(path, &m, &err) != PNDM_OK) return fprintf(stderr, "%s\n", err.msg), err.code;
  *         pndm_gen_params p = pndm_gen_default_params();
  *         p.steps = 50; p.batch = 4; p.seed = 42;
+ *         // p.sampler.name = "ddim"; p.sampler.eta = 1.0;   // another method (default "pndm")
  *         size_t n = pndm_gen_latent_count(m, &p);            // B*C*H*W floats
  *         float *lat = malloc(n * sizeof *lat);
  *         if (!lat || pndm_generate(m, &p, NULL, lat, &err) != PNDM_OK) {
@@ -41,7 +43,9 @@
  *     pndm_generate may run concurrently on one model only with distinct workspaces, which the
  *     functions allocate themselves. The RNG and sampler objects are not shared.
  *   - Determinism: results are byte-identical for every thread count, and image i of a batch
- *     does not depend on the batch size (every image is computed by the same operations).
+ *     does not depend on the batch size (every image is computed by the same operations; with
+ *     one generator for the batch the noise itself depends on B, as in diffusers). One
+ *     exception: the pf sampler, whose adaptive step size is chosen for the whole batch.
  */
 #ifndef PNDM_H
 #define PNDM_H
@@ -106,53 +110,182 @@ void pndm_randn(pndm_rng *r, float *out, size_t n);
 void pndm_randn_batch(uint64_t seed, int per_image, int B, size_t per_image_count, float *out);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Schedulers. A schedule (betas, timesteps) is kept apart from the stepping method; the      */
-/* pipeline only sees the sampler interface below.                                            */
+/* Scheduler configs (scheduler_config.json). One struct holds every option of diffusers'      */
+/* PNDMScheduler, DDIMScheduler and DDPMScheduler; each sampler reads the ones its reference   */
+/* reads (pndm_sampler_ignored_keys names the others).                                         */
 
-typedef enum { PNDM_BETA_LINEAR, PNDM_BETA_SCALED_LINEAR, PNDM_BETA_SQUAREDCOS_CAP_V2 } pndm_beta_schedule;
-typedef enum { PNDM_PRED_EPSILON, PNDM_PRED_V } pndm_prediction_type;
+typedef enum {
+    PNDM_BETA_LINEAR,
+    PNDM_BETA_SCALED_LINEAR,
+    PNDM_BETA_SQUAREDCOS_CAP_V2,
+    PNDM_BETA_SIGMOID /* DDPMScheduler only */
+} pndm_beta_schedule;
+typedef enum { PNDM_PRED_EPSILON, PNDM_PRED_V, PNDM_PRED_SAMPLE /* DDIM, DDPM only */ } pndm_prediction_type;
 typedef enum { PNDM_SPACING_LEADING, PNDM_SPACING_LINSPACE, PNDM_SPACING_TRAILING } pndm_spacing;
+typedef enum {
+    PNDM_VARIANCE_FIXED_SMALL,
+    PNDM_VARIANCE_FIXED_SMALL_LOG,
+    PNDM_VARIANCE_FIXED_LARGE,
+    PNDM_VARIANCE_FIXED_LARGE_LOG, /* parsed, refused by the ddpm sampler (diffusers computes NaN) */
+    PNDM_VARIANCE_LEARNED,         /* the model outputs 2*C channels: eps, then the variance */
+    PNDM_VARIANCE_LEARNED_RANGE
+} pndm_variance_type;
+
+/* Bits of pndm_scheduler_config.given, one per key. */
+enum {
+    PNDM_KEY_NUM_TRAIN_TIMESTEPS = 1u << 0,
+    PNDM_KEY_BETA_START = 1u << 1,
+    PNDM_KEY_BETA_END = 1u << 2,
+    PNDM_KEY_BETA_SCHEDULE = 1u << 3,
+    PNDM_KEY_TRAINED_BETAS = 1u << 4,
+    PNDM_KEY_SKIP_PRK_STEPS = 1u << 5,
+    PNDM_KEY_SET_ALPHA_TO_ONE = 1u << 6,
+    PNDM_KEY_PREDICTION_TYPE = 1u << 7,
+    PNDM_KEY_TIMESTEP_SPACING = 1u << 8,
+    PNDM_KEY_STEPS_OFFSET = 1u << 9,
+    PNDM_KEY_CLIP_SAMPLE = 1u << 10,
+    PNDM_KEY_CLIP_SAMPLE_RANGE = 1u << 11,
+    PNDM_KEY_THRESHOLDING = 1u << 12,
+    PNDM_KEY_DYNAMIC_THRESHOLDING_RATIO = 1u << 13,
+    PNDM_KEY_SAMPLE_MAX_VALUE = 1u << 14,
+    PNDM_KEY_VARIANCE_TYPE = 1u << 15,
+    PNDM_KEY_RESCALE_BETAS_ZERO_SNR = 1u << 16
+};
 
 typedef struct pndm_scheduler_config {
     int num_train_timesteps;              /* 1000 */
     double beta_start, beta_end;          /* 0.0001, 0.02 */
     pndm_beta_schedule beta_schedule;     /* linear */
     float *trained_betas;                 /* NULL, or num_train_timesteps values (owned) */
-    int skip_prk_steps;                   /* 0 */
-    int set_alpha_to_one;                 /* 0 */
+    int skip_prk_steps;                   /* 0 (PNDM) */
+    int set_alpha_to_one;                 /* 0 (PNDM, DDIM; DDIM's default is 1: see `given`) */
     pndm_prediction_type prediction_type; /* epsilon */
     pndm_spacing timestep_spacing;        /* leading */
     int steps_offset;                     /* 0 */
+    /* DDIMScheduler / DDPMScheduler */
+    int clip_sample;                   /* 1: clamp the predicted x0 to [-clip_sample_range, +] */
+    double clip_sample_range;          /* 1.0 */
+    int thresholding;                  /* 0: dynamic thresholding (Imagen) instead of clipping */
+    double dynamic_thresholding_ratio; /* 0.995 */
+    double sample_max_value;           /* 1.0 */
+    pndm_variance_type variance_type;  /* fixed_small (DDPM) */
+    int rescale_betas_zero_snr;        /* 0 */
+    /* What the file said (pndm_scheduler_config_parse; none in pndm_scheduler_default_config()).
+     * A key whose bit is clear takes the sampler's class default where diffusers' classes differ:
+     * set_alpha_to_one is false for PNDMScheduler and true for DDIMScheduler (set the bit to
+     * force the field's value). */
+    unsigned given;      /* PNDM_KEY_* bits of the keys present */
+    char class_name[64]; /* _class_name ("" if absent) */
+    char *unknown_keys;  /* owned: keys no scheduler here reads, "a, b" (NULL if none) */
 } pndm_scheduler_config;
 
-/* diffusers' PNDMScheduler defaults. */
+/* diffusers' PNDMScheduler defaults (and DDIM's / DDPM's for their own keys). */
 pndm_scheduler_config pndm_scheduler_default_config(void);
-/* Parse a scheduler_config.json text (any diffusers scheduler's; keys PNDMScheduler ignores are
- * accepted, invalid values refused by name with PNDM_ERR_MODEL). `source` names the file in
- * messages. *cfg is written only on success (then free it with pndm_scheduler_config_free). */
+/* Parse a scheduler_config.json text (any diffusers scheduler's: keys no sampler here reads are
+ * accepted and listed in unknown_keys; a key given twice and invalid values are refused by name
+ * with PNDM_ERR_MODEL). Values are checked against the file's _class_name: "sigmoid" betas only
+ * for DDPMScheduler, prediction_type "sample" only for DDIM/DDPMScheduler. `source` names the
+ * file in messages. *cfg is written only on success (then free it with
+ * pndm_scheduler_config_free). */
 pndm_status pndm_scheduler_config_parse(const char *json, size_t len, const char *source, pndm_scheduler_config *cfg,
                                         pndm_error *err);
-void pndm_scheduler_config_free(pndm_scheduler_config *cfg); /* frees trained_betas */
-/* One line describing the config, for PNG metadata and logs. */
+void pndm_scheduler_config_free(pndm_scheduler_config *cfg); /* frees trained_betas, unknown_keys */
+/* One line describing the config as PNDMScheduler reads it, for PNG metadata and logs. */
 void pndm_scheduler_config_describe(const pndm_scheduler_config *cfg, char *buf, size_t size);
 
+/* ---------------------------------------------------------------------------------------- */
+/* Samplers. Each reproduces one reference implementation exactly (float32, the reference's    */
+/* operation order; see README "Samplers"):                                                    */
+/*   pndm        diffusers PNDMScheduler (PRK warm-up + PLMS, or PLMS with skip_prk_steps)     */
+/*   ddim, ddpm  diffusers DDIMScheduler + DDIMPipeline, DDPMScheduler + DDPMPipeline          */
+/*   ddim-paper, s-pndm, f-pndm, fon, pf   the PNDM paper's code (luping-liu/PNDM): its        */
+/*               float64-built betas (beta_schedule linear -> linear, scaled_linear -> quad,    */
+/*               squaredcos_cap_v2 -> cosine), alphas read at t+1, `steps` = its sample_speed */
+/*               (skip = T // steps, ceil(T / skip) steps); pf integrates the probability-flow */
+/*               ODE with scipy's RK45 (rtol = atol = 1e-5) over the whole batch.              */
+/* Determinism: byte-identical for any thread count, and with per_image_seeds image i equals a  */
+/* run of that image alone, for every sampler except pf, whose step size is controlled by an    */
+/* error norm over the whole batch (as in the paper's code): a pf image depends on its batch.   */
+
 typedef struct pndm_sampler pndm_sampler;
-/* PNDM (PRK warm-up then PLMS) for `steps` inference steps: steps+9 model calls
- * (steps+1 with skip_prk_steps; 1 call for steps=1). Refused (PNDM_ERR_USAGE): steps outside
- * 1..num_train_timesteps, steps < 4 with PRK, and step counts for which diffusers fails or uses
- * timesteps outside 0..num_train_timesteps-1 (steps_offset too large, some "trailing" counts);
- * a config whose alphas_cumprod makes a step divide by zero: PNDM_ERR_MODEL. */
+
+typedef struct pndm_sampler_params {
+    const char *name;             /* one of the names above; NULL = "pndm" */
+    double eta;                   /* ddim: weight of the per-step noise (0 = deterministic DDIM) */
+    int use_clipped_model_output; /* ddim: recompute eps from the clipped x0 (0) */
+} pndm_sampler_params;
+pndm_sampler_params pndm_sampler_default_params(void);
+
+typedef struct pndm_sampler_info {
+    const char *name;
+    const char *summary;   /* one line */
+    const char *calls;     /* model calls for N steps, in words ("N + 9") */
+    const char *reference; /* the code it reproduces */
+} pndm_sampler_info;
+/* The samplers, for listings: i = 0 .. pndm_sampler_count()-1 (NULL outside). */
+int pndm_sampler_count(void);
+const pndm_sampler_info *pndm_sampler_get_info(int i);
+
+/* A sampler for `steps` inference steps (the paper's methods: their sample_speed). Refused
+ * (PNDM_ERR_USAGE, naming the reason): an unknown name, steps the reference cannot run (steps
+ * outside 1..num_train_timesteps; pndm: steps < 4 with PRK and timesteps outside 0..T-1; the
+ * paper's methods: the step counts whose top timestep reads alphas_cump[T] (the message names
+ * the nearest counts that work); a config the sampler's reference cannot run (PNDM_ERR_MODEL:
+ * pndm with prediction_type sample, sigmoid betas outside ddpm, trained_betas for the paper's
+ * methods, ddpm's variance_type fixed_large_log, whose NaN images diffusers computes). */
+pndm_status pndm_sampler_create(const pndm_sampler_params *params, const pndm_scheduler_config *cfg, int steps,
+                                pndm_sampler **out, pndm_error *err);
+/* pndm_sampler_create with the default sampler (PNDM): steps+9 model calls (steps+1 with
+ * skip_prk_steps; 1 call for steps=1). */
 pndm_status pndm_sampler_create_pndm(const pndm_scheduler_config *cfg, int steps, pndm_sampler **out, pndm_error *err);
 void pndm_sampler_free(pndm_sampler *s);
+const char *pndm_sampler_name(const pndm_sampler *s);
+
+#define PNDM_CALLS_ADAPTIVE (-1)
+/* Model calls of a run: fixed at creation, or PNDM_CALLS_ADAPTIVE (pf: the solver decides). */
 int pndm_sampler_num_calls(const pndm_sampler *s);
-/* Timestep given to the model at call i (0 <= i < num_calls). */
+/* Steps the method takes: N for diffusers' samplers, ceil(T / (T // N)) for the paper's
+ * methods, 0 for pf (adaptive). */
+int pndm_sampler_num_steps(const pndm_sampler *s);
+/* Model calls made since the start (or reset). */
+int pndm_sampler_calls_made(const pndm_sampler *s);
+/* 1 once the run is complete (every call made). */
+int pndm_sampler_done(const pndm_sampler *s);
+/* Sample-sized float buffers the sampler keeps besides the sample (for memory estimates). */
+int pndm_sampler_history(const pndm_sampler *s);
+/* Channels the model must output for C input channels: 2*C for ddpm with a learned variance. */
+int pndm_sampler_model_channels(const pndm_sampler *s, int C);
+/* The model's time at call i (all B images get the same): the integer timestep for diffusers'
+ * samplers; the paper's methods give fractional midpoints for odd skips and pf t*(T-1). For pf
+ * call i is known once calls 0..i-1 are made (asking for another aborts: a programmer error). */
+float pndm_sampler_time(const pndm_sampler *s, int call);
+/* The same as an integer (diffusers' samplers; the paper's methods: truncated toward zero). */
 int64_t pndm_sampler_timestep(const pndm_sampler *s, int call);
-/* One scheduler step for call i: sample (n floats, in/out) <- step(model_out, t_i, sample).
- * Calls must be made in order 0, 1, ... */
+
+/* Start a run: draw the initial noise x_T into sample (n = B*per floats, (B, C, H, W)) as
+ * diffusers' randn_tensor does (per_image_seeds = 0: one generator seeded `seed` for the whole
+ * batch; 1: image i from its own generator seeded seed+i) and keep the generator(s) for the
+ * noise the method draws in its steps (ddpm; ddim with eta > 0), consumed in diffusers' order.
+ * Clears the history. Required for ddim/ddpm; the others may also be stepped without it. */
+pndm_status pndm_sampler_start(pndm_sampler *s, uint64_t seed, int per_image_seeds, int B, size_t n, float *sample,
+                               pndm_error *err);
+/* One model call's step: sample (n floats) holds the model input of call i on entry, and on
+ * return the input of call i+1 (after the last call: the final sample). model_out holds
+ * n * model_channels / C floats. Calls must be made in order 0, 1, ... */
 pndm_status pndm_sampler_step(pndm_sampler *s, int call, const float *model_out, float *sample, size_t n,
                               pndm_error *err);
-/* Restart at call 0 (clears the multistep history). */
+/* Restart at call 0 (clears the history; the generators of pndm_sampler_start are dropped). */
 void pndm_sampler_reset(pndm_sampler *s);
+
+/* One line: the scheduler configuration as the sampler resolved it, e.g.
+ * "DDIMScheduler(num_train_timesteps=1000, ...)" (pndm: pndm_scheduler_config_describe; the
+ * sampler parameters such as eta are not part of it). */
+void pndm_sampler_describe(const pndm_sampler *s, char *buf, size_t size);
+/* The resolved schedule: steps and the model time of every call ("20 steps, 20 calls: t = 950,
+ * 900, ..."), for -v. */
+void pndm_sampler_schedule(const pndm_sampler *s, char *buf, size_t size);
+/* The config keys this sampler does not read, "clip_sample, variance_type" ("" if none). */
+void pndm_sampler_ignored_keys(const pndm_sampler *s, char *buf, size_t size);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Model: a UNet2DModel (diffusers 0.30 semantics) and its scheduler config.                  */
@@ -240,9 +373,10 @@ const char *pndm_model_kernel_path(const pndm_model *m);
 const char *pndm_kernel_path(void);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Generation (PNDMPipeline).                                                                 */
+/* Generation (PNDMPipeline, DDIMPipeline, DDPMPipeline, the paper's runner).                */
 
-typedef void (*pndm_progress_fn)(int call, int total_calls, int64_t timestep, void *user);
+/* After each model call: total_calls is PNDM_CALLS_ADAPTIVE for pf; t = the call's model time. */
+typedef void (*pndm_progress_fn)(int call, int total_calls, double t, void *user);
 
 typedef struct pndm_gen_params {
     int steps;                              /* inference steps (50) */
@@ -251,6 +385,7 @@ typedef struct pndm_gen_params {
     int per_image_seeds;                    /* 0: one generator for the batch; 1: image i uses seed+i */
     int n_threads;                          /* <= 0: pndm_default_threads() */
     const pndm_scheduler_config *scheduler; /* NULL: the model's */
+    pndm_sampler_params sampler;            /* pndm_sampler_default_params(): PNDM */
     pndm_progress_fn progress;              /* called after each UNet call (may be NULL) */
     void *progress_user;
     /* If non-NULL: checked before every model call; non-zero stops the run with
@@ -269,8 +404,9 @@ pndm_status pndm_generate(const pndm_model *m, const pndm_gen_params *p, float *
                           pndm_error *err);
 
 /* The same loop around any denoiser (a model of your own, or a stand-in in tests):
- * fn(x (B,C,S,S), B, C, S, t (B timesteps), out (B,C,S,S) = predicted noise or v). cfg is
- * required here (p->scheduler is ignored). */
+ * fn(x (B,C,S,S), B, C, S, t (B model times), out (B,C',S,S) = predicted noise, v or x0 as the
+ * config's prediction_type says; C' = pndm_sampler_model_channels: C, or 2*C for ddpm with a
+ * learned variance). cfg is required here (p->scheduler is ignored). */
 typedef pndm_status (*pndm_denoise_fn)(const float *x, int B, int C, int S, const float *t, float *out, void *user,
                                        pndm_error *err);
 pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S, const pndm_scheduler_config *cfg,

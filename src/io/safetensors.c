@@ -7,6 +7,7 @@
 #include "core.h"
 #include "tensors.h"
 #include "weights.h"
+#include "json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -56,22 +57,10 @@ static pndm_status st_fail(st_parser *p, pndm_status code, const char *name, con
     return core_fail(p->err, code, "%s: %s", src, msg);
 }
 
-static const char *st_json_type(const cJSON *j) {
-    if (!j) return "nothing";
-    if (cJSON_IsObject(j)) return "an object";
-    if (cJSON_IsArray(j)) return "an array";
-    if (cJSON_IsString(j)) return "a string";
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNull(j)) return "null";
-    return "invalid JSON";
-}
-
 /* A JSON number that is a non-negative integer below 2^53; 1 on success. */
 static int st_json_uint(const cJSON *j, uint64_t *out) {
-    if (!cJSON_IsNumber(j)) return 0;
-    double v = j->valuedouble;
-    if (!(v >= 0.0) || !(v < ST_MAX_JSON_INT) || floor(v) != v) return 0;
+    long long v;
+    if (!core_json_int(j, 0, ST_MAX_JSON_INT - 1, &v)) return 0;
     *out = (uint64_t)v;
     return 1;
 }
@@ -80,7 +69,7 @@ static pndm_status st_parse_dtype(st_parser *p, const char *name, const cJSON *e
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     if (!d) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"dtype\"");
     if (!cJSON_IsString(d) || !d->valuestring)
-        return st_fail(p, PNDM_ERR_MODEL, name, "\"dtype\" is %s, expected a string", st_json_type(d));
+        return st_fail(p, PNDM_ERR_MODEL, name, "\"dtype\" is %s, expected a string", core_json_type(d));
     for (int i = 0; i < (int)(sizeof st_dtypes / sizeof st_dtypes[0]); i++)
         if (strcmp(d->valuestring, tt_dtype_name(st_dtypes[i])) == 0) {
             *out = st_dtypes[i];
@@ -98,7 +87,7 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     if (!s) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"shape\"");
     if (!cJSON_IsArray(s))
-        return st_fail(p, PNDM_ERR_MODEL, name, "\"shape\" is %s, expected an array", st_json_type(s));
+        return st_fail(p, PNDM_ERR_MODEL, name, "\"shape\" is %s, expected an array", core_json_type(s));
     int n = cJSON_GetArraySize(s);
     if (n > TT_MAX_DIMS)
         return st_fail(p, PNDM_ERR_MODEL, name, "shape has %d dimensions (at most %d supported)", n, TT_MAX_DIMS);
@@ -112,7 +101,7 @@ static pndm_status st_parse_shape(st_parser *p, const char *name, const cJSON *e
                 return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] = %.15g is not a non-negative integer below 2^53", i,
                                e->valuedouble);
             return st_fail(p, PNDM_ERR_MODEL, name, "shape[%d] is %s, expected a non-negative integer", i,
-                           st_json_type(e));
+                           core_json_type(e));
         }
         t->shape[i] = (int64_t)v;
         if (!core_mul_size(count, (size_t)v, &count)) overflow = 1;
@@ -140,7 +129,7 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
     if (!o) return st_fail(p, PNDM_ERR_MODEL, name, "missing \"data_offsets\"");
     if (!cJSON_IsArray(o))
         return st_fail(p, PNDM_ERR_MODEL, name, "\"data_offsets\" is %s, expected an array [begin, end]",
-                       st_json_type(o));
+                       core_json_type(o));
     int n = cJSON_GetArraySize(o);
     if (n != 2)
         return st_fail(p, PNDM_ERR_MODEL, name, "\"data_offsets\" has %d element%s, expected 2 [begin, end]", n,
@@ -153,7 +142,7 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
                 return st_fail(p, PNDM_ERR_MODEL, name,
                                "data_offsets[%d] = %.15g is not a non-negative integer below 2^53", i, e->valuedouble);
             return st_fail(p, PNDM_ERR_MODEL, name, "data_offsets[%d] is %s, expected a non-negative integer", i,
-                           st_json_type(e));
+                           core_json_type(e));
         }
     }
     unsigned long long b = v[0], en = v[1];
@@ -175,13 +164,13 @@ static pndm_status st_parse_offsets(st_parser *p, const char *name, const cJSON 
 static pndm_status st_parse_metadata(st_parser *p, const cJSON *meta) {
     if (!cJSON_IsObject(meta))
         return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" is %s, expected an object of strings",
-                       st_json_type(meta));
+                       core_json_type(meta));
     for (const cJSON *e = meta->child; e; e = e->next) {
         char q[160];
         core_quote(q, sizeof q, e->string);
         if (!cJSON_IsString(e) || !e->valuestring)
             return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" value of '%s' is %s, expected a string", q,
-                           st_json_type(e));
+                           core_json_type(e));
         if (tt_meta(p->f, e->string)) return st_fail(p, PNDM_ERR_MODEL, NULL, "\"__metadata__\" has key '%s' twice", q);
         pndm_status s = tt_set_meta(p->f, e->string, e->valuestring, p->err);
         if (s) return s;
@@ -256,7 +245,7 @@ static pndm_status st_parse_entries(st_parser *p, const cJSON *root) {
             continue;
         }
         if (!cJSON_IsObject(e))
-            return st_fail(p, PNDM_ERR_MODEL, name, "header entry is %s, expected an object", st_json_type(e));
+            return st_fail(p, PNDM_ERR_MODEL, name, "header entry is %s, expected an object", core_json_type(e));
         tt_tensor t;
         memset(&t, 0, sizeof t);
         uint64_t begin = 0, end = 0;
@@ -318,7 +307,7 @@ pndm_status st_parse(tt_table *f, const void *buf, size_t size, const char *name
                 s = st_fail(&p, PNDM_ERR_MODEL, NULL, "header is not valid JSON: trailing data at header offset %zu",
                             end && end >= hdr ? (size_t)(end - hdr) : 0);
             else if (!cJSON_IsObject(root))
-                s = st_fail(&p, PNDM_ERR_MODEL, NULL, "header is %s, expected a JSON object", st_json_type(root));
+                s = st_fail(&p, PNDM_ERR_MODEL, NULL, "header is %s, expected a JSON object", core_json_type(root));
         }
     }
 

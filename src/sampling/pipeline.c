@@ -1,14 +1,14 @@
-/* PNDMPipeline around any denoiser: noise -> set_timesteps -> for each t: eps = f(x, t);
- * x = step(eps, t, x). Mirrors diffusers 0.30.3 pipelines/pndm/pipeline_pndm.py
- * (PNDMPipeline.__call__). It knows nothing of the UNet: api/generate.c plugs the model in. */
+/* The pipeline loop around any denoiser and any sampler: x = x_T (the sampler draws it as
+ * diffusers' randn_tensor does); until the sampler is done: eps = f(x, t); x = step(eps, x).
+ * Mirrors diffusers 0.30.3 PNDMPipeline / DDIMPipeline / DDPMPipeline.__call__ and the paper's
+ * Runner.sample_image; the sampler says how many calls, at which (float) times, with how many
+ * output channels. It knows nothing of the UNet: api/generate.c plugs the model in. */
 #define _XOPEN_SOURCE 700
 #include "core.h"
 
 #include <limits.h>
 #include <math.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 pndm_gen_params pndm_gen_default_params(void) {
     pndm_gen_params p;
@@ -18,6 +18,7 @@ pndm_gen_params pndm_gen_default_params(void) {
     p.seed = 0;
     p.per_image_seeds = 0;
     p.n_threads = 0;
+    p.sampler = pndm_sampler_default_params();
     return p;
 }
 
@@ -28,40 +29,45 @@ pndm_status pndm_generate_custom(pndm_denoise_fn fn, void *user, int C, int S, c
     if (p->steps < 1) return core_fail(err, PNDM_ERR_USAGE, "steps must be >= 1 (got %d)", p->steps);
     if (C < 1 || S < 1) return core_fail(err, PNDM_ERR_USAGE, "bad sample shape C=%d S=%d", C, S);
     const int B = p->batch;
-    size_t per, n;
+    size_t per, n, n_out;
     if (!core_mul_size((size_t)C, (size_t)S, &per) || !core_mul_size(per, (size_t)S, &per) ||
-        !core_mul_size(per, (size_t)B, &n) || n > SIZE_MAX / sizeof(float))
+        !core_mul_size(per, (size_t)B, &n) || n > SIZE_MAX / sizeof(float) / 2)
         return core_fail(err, PNDM_ERR_NOMEM, "batch %d is too large", B);
 
     pndm_sampler *sampler = NULL;
-    pndm_status st = pndm_sampler_create_pndm(cfg, p->steps, &sampler, err);
+    pndm_status st = pndm_sampler_create(&p->sampler, cfg, p->steps, &sampler, err);
     if (st) return st;
-    float *eps = malloc(n * sizeof *eps); // (B, C, S, S) model output
+    const int C_out = pndm_sampler_model_channels(sampler, C);
+    n_out = n / (size_t)C * (size_t)C_out;
+    float *eps = malloc(n_out * sizeof *eps); // (B, C_out, S, S) model output
     float *tvec = malloc((size_t)B * sizeof *tvec);
     if (!eps || !tvec) {
         free(eps);
         free(tvec);
         pndm_sampler_free(sampler);
-        return core_fail(err, PNDM_ERR_NOMEM, "cannot allocate %zu bytes for batch %d", n * sizeof(float), B);
+        return core_fail(err, PNDM_ERR_NOMEM, "cannot allocate %zu bytes for batch %d", n_out * sizeof(float), B);
     }
-    float *x = latents_out; // (B, C, S, S) the sample, updated in place
-    // diffusers randn_tensor: one generator for the batch, or one per image (seed + i)
-    pndm_randn_batch(p->seed, p->per_image_seeds, B, per, x);
-    if (noise_out) memcpy(noise_out, x, n * sizeof *x);
+    float *x = latents_out; // (B, C, S, S) the model input, updated in place
+    // x_T: diffusers randn_tensor, one generator for the batch or one per image (seed + i)
+    st = pndm_sampler_start(sampler, p->seed, p->per_image_seeds, B, n, x, err);
+    if (!st && noise_out) memcpy(noise_out, x, n * sizeof *x);
 
-    const int calls = pndm_sampler_num_calls(sampler);
-    for (int i = 0; i < calls; i++) {
+    const int total = pndm_sampler_num_calls(sampler); // PNDM_CALLS_ADAPTIVE for pf
+    for (int i = 0; !st && !pndm_sampler_done(sampler); i++) {
         if (p->cancel && *p->cancel) {
-            st = core_fail(err, PNDM_ERR_INTERRUPTED, "interrupted at UNet call %d of %d", i + 1, calls);
+            if (total == PNDM_CALLS_ADAPTIVE)
+                st = core_fail(err, PNDM_ERR_INTERRUPTED, "interrupted at model call %d (adaptive)", i + 1);
+            else
+                st = core_fail(err, PNDM_ERR_INTERRUPTED, "interrupted at UNet call %d of %d", i + 1, total);
             break;
         }
-        int64_t t = pndm_sampler_timestep(sampler, i);
-        for (int b = 0; b < B; b++) tvec[b] = (float)t;
+        const float t = pndm_sampler_time(sampler, i);
+        for (int b = 0; b < B; b++) tvec[b] = t;
         st = fn(x, B, C, S, tvec, eps, user, err); // eps = unet(x, t)
         if (st) break;
-        st = pndm_sampler_step(sampler, i, eps, x, n, err); // x = step(eps, t, x)
+        st = pndm_sampler_step(sampler, i, eps, x, n, err); // x = the next model input (or x_0)
         if (st) break;
-        if (p->progress) p->progress(i + 1, calls, t, p->progress_user);
+        if (p->progress) p->progress(i + 1, total, (double)t, p->progress_user);
     }
     free(eps);
     free(tvec);
