@@ -146,17 +146,22 @@ RANDOM=$R
 echo "kill -9 test: random seed $R (PNDM_TEST_SEED=$R to repeat)"
 KN=240
 mkdir -p "$T/k_ref/set" "$T/k/set"
+t0=$(date +%s%N)
 (cd "$T/k_ref" && "$GEN" -q -m "$TINY" -n 5 -N $KN -b 7 -s 3 -o 'set/%03d.png' >/dev/null) || bad "kill test reference"
+ref_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# each run is killed after 5-30 % of the uninterrupted run's time: at least three rounds are
+# killed on any machine, however fast (the sleeps add up to under the run's time by round 3)
 kills=0
 for round in 1 2 3 4 5 6; do
   (cd "$T/k" && exec "$GEN" -q -m "$TINY" -n 5 -N $KN -b 7 -s 3 -o 'set/%03d.png' --skip-existing >/dev/null 2>"$T/err_k") &
   PID=$!
-  sleep "0.$(printf %02d $((RANDOM % 60 + 5)))"
+  ms=$(( ref_ms * (RANDOM % 26 + 5) / 100 + 1 ))
+  sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
   if kill -9 "$PID" 2>/dev/null; then kills=$((kills+1)); fi
   wait "$PID" 2>/dev/null; PID=""
 done
 have=$(ls "$T/k/set" | grep -c '^[0-9]*\.png$')
-echo "kill -9 test: $kills kills, $have of $KN images before the last run"
+echo "kill -9 test: $kills kills, $have of $KN images before the last run (uninterrupted run: $ref_ms ms)"
 [ "$kills" -ge 3 ] && ok || bad "the runs finished before they could be killed ($kills kills)"
 expect 0 "resume after kill -9" -- in_dir "$T/k" "$GEN" -q --json -m "$TINY" -n 5 -N $KN -b 7 -s 3 -o 'set/%03d.png' --skip-existing
 grep -q '"skipped":[[:space:]]*'"$have"',' "$T/out" && ok || bad "resume skipped != images there ($have): $(grep skipped "$T/out")"
