@@ -88,6 +88,10 @@ cmp -s "$T/t1-0.png" "$T/t2-0.png" && cmp -s "$T/t1-1.png" "$T/t2-1.png" && ok |
 expect 0 "reproduce ddim eta 1" -- "$BIN" -q -m "$MODEL" --reproduce "$T/d-1.png" -o "$T/d-1.re.png"
 expect 0 "reproduce f-pndm" -- "$BIN" -q -m "$MODEL" --reproduce "$T/f.png" -o "$T/f.re.png"
 cmp -s "$T/f.png" "$T/f.re.png" && ok || bad "reproduced f-pndm image differs from the original"
+for smp in pndm ddim ddpm ddim-paper s-pndm f-pndm fon pf; do # every sampler, image 1 of a batch of 2
+  expect 0 "$smp for --reproduce" -- "$BIN" -q -m "$MODEL" --sampler $smp -n 5 -b 2 -s 11 -o "$T/r_$smp.png"
+  expect 0 "reproduce $smp" -- "$BIN" -q -m "$MODEL" --reproduce "$T/r_$smp-1.png" -o "$T/r_$smp.re.png"
+done
 expect 2 "reproduce takes the sampler from the record" -- "$BIN" -q -m "$MODEL" --reproduce "$T/f.png" --sampler ddim -o "$T/u.png"
 
 # sample sets with a sampler: image i == -b 1 -s seed+i (ddpm draws step noise from each image's generator)
