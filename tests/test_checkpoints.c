@@ -12,6 +12,7 @@
  * when the shapes match and max|out - ref| <= RTOL * max|ref| + ATOL (prints the figures). */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "npy_util.h"
 #include "layout.h"
 #include "model.h"
 #include "pickle.h"
@@ -609,24 +610,19 @@ static void test_models(void) {
 
 static int compare(const char *a, const char *b, double rtol, double atol) {
     pndm_npy x, y;
-    pndm_error e;
-    if (pndm_npy_load(a, &x, &e) || pndm_npy_load(b, &y, &e)) {
-        fprintf(stderr, "%s\n", e.msg);
-        return 1;
-    }
-    int same = x.ndim == y.ndim && x.count == y.count;
+    float *fx = test_npy_f32(a, NULL, &x), *fy = fx ? test_npy_f32(b, NULL, &y) : NULL;
+    int same = fy && x.ndim == y.ndim && x.count == y.count;
     for (int d = 0; same && d < x.ndim; d++) same = x.shape[d] == y.shape[d];
-    float *fx = NULL, *fy = NULL;
-    if (!same || pndm_npy_to_f32(&x, &fx, &e) || pndm_npy_to_f32(&y, &fy, &e)) {
-        fprintf(stderr, "%s and %s: shapes differ\n", a, b);
+    if (!same) {
+        if (fy) fprintf(stderr, "%s and %s: shapes differ\n", a, b);
+        free(fx);
+        free(fy);
         return 1;
     }
     double md = test_max_abs_diff(fx, fy, x.count), mr = test_max_abs(fy, x.count), lim = rtol * mr + atol;
     printf("max|err| %.3g  max|ref| %.4g  rel %.3g  limit %.3g\n", md, mr, mr > 0 ? md / mr : md, lim);
     free(fx);
     free(fy);
-    pndm_npy_free(&x);
-    pndm_npy_free(&y);
     return md <= lim ? 0 : 1;
 }
 

@@ -7,6 +7,7 @@
  * forwards share (the model, the kernel choices, the thread pools). */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "npy_util.h"
 #include "pndm.h"
 #include "pndm_io.h"
 
@@ -17,20 +18,7 @@
 #define REPS 2
 
 static float *load_f32(const char *path, size_t *n, pndm_npy *meta) {
-    pndm_npy a;
-    pndm_error err;
-    float *f = NULL;
-    if (pndm_npy_load(path, &a, &err) != PNDM_OK || pndm_npy_to_f32(&a, &f, &err) != PNDM_OK) {
-        fprintf(stderr, "cannot load %s: %s\n", path, err.msg);
-        exit(2);
-    }
-    *n = a.count;
-    if (meta) {
-        *meta = a;
-        meta->data = NULL;
-    }
-    pndm_npy_free(&a);
-    return f;
+    return test_npy_f32_or_exit(path, n, meta);
 }
 
 /* one model's test input: sample (B, C, H, W), t (B) */

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "kernel_args.h"
+#include "npy_util.h"
 #include "pndm.h"
 #include "pndm_io.h"
 
@@ -23,17 +24,7 @@
 static float *load_f32(const char *dir, const char *file, size_t *n) {
     char path[1024];
     snprintf(path, sizeof path, DATA "%s/%s", dir, file);
-    pndm_npy a;
-    pndm_error err;
-    float *f = NULL;
-    if (pndm_npy_load(path, &a, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return NULL;
-    }
-    if (pndm_npy_to_f32(&a, &f, &err)) f = NULL;
-    if (n) *n = a.count;
-    pndm_npy_free(&a);
-    return f;
+    return test_npy_f32(path, n, NULL);
 }
 
 /* the deterministic stand-in model of the manifests (double precision, no contraction) */

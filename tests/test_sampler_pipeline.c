@@ -9,6 +9,7 @@
  *    thread count. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "npy_util.h"
 #include "pndm.h"
 #include "pndm_io.h"
 
@@ -27,17 +28,7 @@
 #define TINY SDATA "models/unet_tiny"
 
 static float *load_f32(const char *path, size_t *n) {
-    pndm_npy a;
-    pndm_error err;
-    float *f = NULL;
-    if (pndm_npy_load(path, &a, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return NULL;
-    }
-    if (pndm_npy_to_f32(&a, &f, &err)) f = NULL;
-    if (n) *n = a.count;
-    pndm_npy_free(&a);
-    return f;
+    return test_npy_f32(path, n, NULL);
 }
 
 static cJSON *load_json(const char *path) {

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "kernel_args.h"
+#include "npy_util.h"
 #include "model.h"
 #include "pndm.h"
 #include "pndm_io.h"
@@ -49,21 +50,9 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Load a .npy as float32; aborts the test program on failure (data files are part of the repo). */
+/* Load a .npy as float32; exits on failure (data files are part of the repo). */
 static float *load_f32(const char *path, pndm_npy *meta) {
-    pndm_error err;
-    pndm_npy a;
-    float *f = NULL;
-    if (pndm_npy_load(path, &a, &err) != PNDM_OK || pndm_npy_to_f32(&a, &f, &err) != PNDM_OK) {
-        fprintf(stderr, "cannot load %s: %s\n", path, err.msg);
-        exit(2);
-    }
-    if (meta) {
-        *meta = a;
-        meta->data = NULL;
-    }
-    pndm_npy_free(&a);
-    return f;
+    return test_npy_f32_or_exit(path, NULL, meta);
 }
 
 /* max|a - ref| <= TOL * max(1, max|ref|), printed */
