@@ -230,52 +230,6 @@ static const char *ext_of(const char *path) {
     return dot;
 }
 
-/* A printf-style pattern with exactly one %d / %0Nd (and %% escapes)? Returns 1 if it has one,
- * 0 if none, -1 if malformed. */
-static int pattern_kind(const char *p) {
-    int n = 0;
-    for (const char *c = p; *c; c++) {
-        if (*c != '%') continue;
-        if (c[1] == '%') {
-            c++;
-            continue;
-        }
-        const char *d = c + 1;
-        if (*d == '0') d++;
-        while (*d >= '0' && *d <= '9') d++;
-        if (*d != 'd' || d - c > 4) return -1;
-        n++;
-        c = d;
-    }
-    return n == 0 ? 0 : (n == 1 ? 1 : -1);
-}
-
-/* Expand the pattern for index i (pattern_kind == 1) without handing user text to printf. */
-static void expand_pattern(const char *p, int i, char *out, size_t size) {
-    size_t o = 0;
-    for (const char *c = p; *c && o + 1 < size; c++) {
-        if (*c == '%' && c[1] == '%') {
-            out[o++] = '%';
-            c++;
-            continue;
-        }
-        if (*c == '%') {
-            int width = 0;
-            const char *d = c + 1;
-            if (*d == '0') d++;
-            while (*d >= '0' && *d <= '9') width = width * 10 + (*d++ - '0');
-            char num[64];
-            if (width > 20) width = 20;
-            snprintf(num, sizeof num, "%0*d", width & 31, i);
-            for (char *q = num; *q && o + 1 < size; q++) out[o++] = *q;
-            c = d;
-            continue;
-        }
-        out[o++] = *c;
-    }
-    out[o] = 0;
-}
-
 /* NAME.png -> NAME-<i>.png */
 static void numbered_name(const char *path, int i, char *out, size_t size) {
     const char *e = ext_of(path);
@@ -523,7 +477,8 @@ typedef struct gen_run {
     int pick; /* write only image `pick` of the batch (>= 0) */
     /* plan_outputs */
     out_kind out;
-    int pattern;   /* the output name has a %d */
+    int pattern;   /* the output name has a %d: pat */
+    ss_pattern pat;
     int to_stdout; /* -o - */
     cli_outputs outs;
     char sidecar[PATH_MAX]; /* NAME.json beside a .npy output, or "" */
@@ -575,8 +530,9 @@ static void run_free(gen_run *r) {
 
 /* Output file i (0-based) of a PNG_EACH run. */
 static void output_name(const gen_run *r, int i, char *out, size_t size) {
-    if (r->pattern)
-        expand_pattern(r->a.output, i, out, size);
+    if (r->pattern) {
+        if (ss_pattern_name(&r->pat, i, out, size)) out[0] = 0; /* cannot happen: stage_plan checked the longest */
+    }
     else
         numbered_name(r->a.output, i, out, size);
 }
@@ -785,10 +741,13 @@ static int stage_plan_outputs(gen_run *r) {
     int out_npy = !strcmp(ext, ".npy");
     if (!out_png && !out_npy)
         return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a->output);
-    int pk = to_stdout ? 0 : pattern_kind(a->output);
-    if (pk < 0)
-        return cli_usage_error("bad output pattern '%s': use one %%d (or %%03d) and %%%% for a literal %%", a->output);
+    char why[200];
+    int pk = to_stdout ? 0 : ss_pattern_parse(a->output, 1, &r->pat, why, sizeof why);
+    if (pk < 0) return cli_usage_error("bad output pattern '%s': %s", a->output, why);
     if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a->output);
+    char longest[PATH_MAX];
+    if (pk > 0 && ss_pattern_name(&r->pat, a->batch - 1, longest, sizeof longest))
+        return cli_usage_error("output pattern '%s': the file names are too long", a->output);
     if (a->grid && !out_png) return cli_usage_error("--grid needs a .png output");
     if (a->grid && pk > 0) return cli_usage_error("--grid writes one file: drop the %%d from '%s'", a->output);
     if (to_stdout && a->batch > 1 && !a->grid && r->pick < 0)
@@ -1381,8 +1340,10 @@ static int stage_plan_set(gen_run *r) {
     if (!a->given[OPT_BATCH]) a->batch = coupled ? 1 : 16;
     if (a->batch > a->set.num_images) a->batch = a->set.num_images;
     r->out = OUT_PNG_EACH;
+    int rc = ss_plan_make(&r->set, &a->set, a->output, a->seed, a->seed_given, a->batch);
     r->pattern = 1;
-    return ss_plan_make(&r->set, &a->set, a->output, a->seed, a->seed_given, a->batch);
+    r->pat = r->set.png;
+    return rc;
 }
 
 /* Under mpirun every rank plans (its file system), loads and checks on its own; a rank that

@@ -57,8 +57,7 @@ static int unescape(const char *s, size_t n, char *out, size_t size) {
     return 0;
 }
 
-/* DIR/PREFIX%0Nd SUFFIX: one %d in the file name, %% for a literal % anywhere. */
-static int pattern_parse(const char *p, ss_pattern *pt, char *why, size_t why_size) {
+int ss_pattern_parse(const char *p, int index_optional, ss_pattern *pt, char *why, size_t why_size) {
     memset(pt, 0, sizeof *pt);
     const char *slash = strrchr(p, '/');
     const char *base = slash ? slash + 1 : p;
@@ -94,6 +93,7 @@ static int pattern_parse(const char *p, ss_pattern *pt, char *why, size_t why_si
         c = d;
     }
     if (!spec) {
+        if (index_optional) return 0;
         snprintf(why, why_size, "it has no %%d for the image index");
         return -1;
     }
@@ -102,17 +102,17 @@ static int pattern_parse(const char *p, ss_pattern *pt, char *why, size_t why_si
         snprintf(why, why_size, "name too long");
         return -1;
     }
-    return 0;
+    return 1;
 }
 
-/* These return 0, or -1 when the name does not fit (ss_plan_make checks the longest). */
+/* 0, or -1 when the name does not fit (ss_plan_make checks the longest). */
 static int pattern_base(const ss_pattern *pt, int64_t i, char *out, size_t size) {
     int n = pt->zero ? snprintf(out, size, "%s%0*" PRId64 "%s", pt->prefix, pt->width, i, pt->suffix)
                      : snprintf(out, size, "%s%*" PRId64 "%s", pt->prefix, pt->width, i, pt->suffix);
     return n >= 0 && (size_t)n < size ? 0 : -1;
 }
 
-static int pattern_name(const ss_pattern *pt, int64_t i, char *out, size_t size) {
+int ss_pattern_name(const ss_pattern *pt, int64_t i, char *out, size_t size) {
     char base[PATH_MAX];
     if (pattern_base(pt, i, base, sizeof base)) return -1;
     int n = !pt->has_dir        ? snprintf(out, size, "%s", base)
@@ -141,7 +141,7 @@ static int64_t pattern_index(const ss_pattern *pt, const char *name) {
 }
 
 void ss_name(const ss_plan *pl, int64_t i, char *out, size_t size) {
-    if (pattern_name(&pl->png, i, out, size)) out[0] = 0; /* cannot happen after ss_plan_make */
+    if (ss_pattern_name(&pl->png, i, out, size)) out[0] = 0; /* cannot happen after ss_plan_make */
 }
 
 static int fits(int n, size_t size) { return n >= 0 && (size_t)n < size; }
@@ -209,7 +209,7 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
             pat[o++] = *c;
         }
         snprintf(pat + o, sizeof pat - o, "/%%d.png");
-        if (pattern_parse(pat, &pl->png, why, sizeof why)) return cli_usage_error("output path '%s': %s", output, why);
+        if (ss_pattern_parse(pat, 0, &pl->png, why, sizeof why) < 0) return cli_usage_error("output path '%s': %s", output, why);
         struct stat st;
         if (lstat(pl->parts_dir, &st) == 0 && !S_ISDIR(st.st_mode))
             return cli_fail(PNDM_ERR_IO, "'%s' (where the images wait for the .npz) exists and is not a directory",
@@ -219,12 +219,12 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
         if (!fits(snprintf(base, sizeof base, "%.*s.manifest", (int)(ext - output), output), sizeof base))
             return cli_usage_error("output path too long");
     } else if (!strcmp(ext, ".png") || !strcmp(ext, ".PNG")) {
-        if (pattern_parse(output, &pl->png, why, sizeof why))
+        if (ss_pattern_parse(output, 0, &pl->png, why, sizeof why) < 0)
             return cli_usage_error("with --num-images, -o needs a %%d pattern for the image index, e.g. "
                                    "'set/%%05d.png' (or an .npz): '%s': %s",
                                    output, why);
         char p0[PATH_MAX];
-        pattern_name(&pl->png, pl->start, p0, sizeof p0);
+        ss_pattern_name(&pl->png, pl->start, p0, sizeof p0);
         /* the set's folder is made when its parent exists (one level, like mkdir) */
         struct stat st;
         if (pl->png.has_dir && stat(pl->png.dir, &st) != 0 && errno == ENOENT && mkdir(pl->png.dir, 0777) == 0 &&
@@ -254,7 +254,7 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
                   sizeof base))
             return cli_usage_error("output path too long");
         char last[PATH_MAX];
-        if (pattern_name(&pl->png, pl->set_start + pl->set_count - 1, last, sizeof last))
+        if (ss_pattern_name(&pl->png, pl->set_start + pl->set_count - 1, last, sizeof last))
             return cli_usage_error("output path too long");
     } else {
         return cli_usage_error("with --num-images, -o takes a %%d .png pattern ('set/%%05d.png') or an .npz file "
@@ -268,7 +268,7 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
         int64_t there = 0;
         struct stat st;
         for (int64_t i = pl->start; i < pl->start + pl->count; i++) {
-            pattern_name(&pl->png, i, name, sizeof name);
+            ss_pattern_name(&pl->png, i, name, sizeof name);
             if (lstat(name, &st) == 0 && there++ == 0) snprintf(first, sizeof first, "%s", name);
         }
         if (there)
