@@ -31,13 +31,7 @@ install(TARGETS pndm EXPORT pndmStaticTargets
 install(EXPORT pndmStaticTargets NAMESPACE pndm:: DESTINATION ${PNDM_CMAKE_DIR} COMPONENT pndm_static)
 
 if(PNDM_BUILD_SHARED)
-  add_library(pndm_shared SHARED ${PNDM_OBJECTS})
-  target_include_directories(pndm_shared PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include>
-                                                $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
-  target_link_libraries(pndm_shared PRIVATE PNG::PNG PkgConfig::CJSON Threads::Threads m)
-  if(PNDM_HAVE_BLAS)
-    target_link_libraries(pndm_shared PRIVATE PkgConfig::OPENBLAS)
-  endif()
+  pndm_add_library(pndm_shared SHARED PRIVATE)
   # only pndm_* leaves the library: the version script backs up the hidden visibility
   target_link_options(pndm_shared PRIVATE -Wl,--version-script=${CMAKE_SOURCE_DIR}/cmake/pndm.map
                       -Wl,--no-undefined)
