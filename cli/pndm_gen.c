@@ -1329,11 +1329,13 @@ static int stage_plan_set(gen_run *r) {
     /* A sampler that couples the images of a batch (the paper's PF: one adaptive RK45 over the
      * whole batch) keeps "image i == -b 1 -s seed+i whatever the chunking" only in chunks of one
      * image: that is its default here, and a bigger --batch is refused. */
-    const int coupled = !strcmp(a->sampler, "pf");
+    int coupled = 0;
+    for (int i = 0; i < pndm_sampler_count(); i++)
+        if (!strcmp(pndm_sampler_get_info(i)->name, a->sampler)) coupled = pndm_sampler_get_info(i)->batch_coupled;
     if (coupled && a->given[OPT_BATCH] && a->batch > 1)
-        return cli_usage_error("--sampler pf couples the images of a batch (one adaptive step size for all): a "
-                               "sample set with it is made in chunks of one image, drop --batch %lld",
-                               a->batch);
+        return cli_usage_error("--sampler %s couples the images of a batch: a sample set with it is made in "
+                               "chunks of one image, drop --batch %lld",
+                               a->sampler, a->batch);
     if (!a->seed_given) a->seed = random_seed();
     a->set.quiet = g_quiet;
     a->set.overwrite = a->overwrite;

@@ -221,6 +221,8 @@ typedef struct pndm_sampler_info {
     const char *summary;   /* one line */
     const char *calls;     /* model calls for N steps, in words ("N + 9") */
     const char *reference; /* the code it reproduces */
+    int batch_coupled;     /* 1: the images of a batch share the method's decisions (pf: one adaptive
+                            * step size for the batch), so image i depends on the batch around it */
 } pndm_sampler_info;
 /* The samplers, for listings: i = 0 .. pndm_sampler_count()-1 (NULL outside). */
 int pndm_sampler_count(void);

@@ -171,6 +171,9 @@ static void test_ddim_defaults(void) {
     for (int i = 0; i < pndm_sampler_count(); i++) {
         const pndm_sampler_info *in = pndm_sampler_get_info(i);
         CHECK(in && in->name && in->summary && in->calls && in->reference);
+        /* only pf decides for the whole batch (one adaptive step size): the others' image i
+         * does not depend on the batch (test_sampler_pipeline checks that) */
+        CHECK_MSG(in->batch_coupled == !strcmp(in->name, "pf"), "%s: batch_coupled %d", in->name, in->batch_coupled);
     }
     CHECK(pndm_sampler_get_info(8) == NULL && pndm_sampler_get_info(-1) == NULL);
 }

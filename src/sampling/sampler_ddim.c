@@ -315,7 +315,7 @@ static int ddim_draws_noise(const pndm_sampler *s) { return s->params.eta > 0; }
 
 const sampler_method sampler_ddim = {
     {"ddim", "diffusers DDIMScheduler: DDIM, deterministic at --eta 0 (the default), ancestral noise above", "N",
-     "diffusers 0.30.3 DDIMPipeline + DDIMScheduler"},
+     "diffusers 0.30.3 DDIMPipeline + DDIMScheduler", 0},
     "DDIMScheduler",
     PNDM_KEY_NUM_TRAIN_TIMESTEPS | PNDM_KEY_BETA_START | PNDM_KEY_BETA_END | PNDM_KEY_BETA_SCHEDULE |
         PNDM_KEY_TRAINED_BETAS | PNDM_KEY_CLIP_SAMPLE | PNDM_KEY_SET_ALPHA_TO_ONE | PNDM_KEY_STEPS_OFFSET |

@@ -198,7 +198,7 @@ static int ddpm_model_channels(const pndm_sampler *s, int C) { return is_learned
 
 const sampler_method sampler_ddpm = {
     {"ddpm", "diffusers DDPMScheduler: ancestral sampling (DDPMPipeline uses 1000 steps)", "N",
-     "diffusers 0.30.3 DDPMPipeline + DDPMScheduler"},
+     "diffusers 0.30.3 DDPMPipeline + DDPMScheduler", 0},
     "DDPMScheduler",
     PNDM_KEY_NUM_TRAIN_TIMESTEPS | PNDM_KEY_BETA_START | PNDM_KEY_BETA_END | PNDM_KEY_BETA_SCHEDULE |
         PNDM_KEY_TRAINED_BETAS | PNDM_KEY_VARIANCE_TYPE | PNDM_KEY_CLIP_SAMPLE | PNDM_KEY_PREDICTION_TYPE |

@@ -358,7 +358,7 @@ static void paper_describe(const pndm_sampler *s, char *buf, size_t size) {
 
 const sampler_method sampler_ddim_paper = {
     {"ddim-paper", "the PNDM paper's DDIM (alphas at t+1, last target alphas_cump[0], no clipping)", "S",
-     "luping-liu/PNDM runner/method.py gen_order_1"},
+     "luping-liu/PNDM runner/method.py gen_order_1", 0},
     NULL,
     PAPER_KEYS,
     0,
@@ -372,7 +372,7 @@ const sampler_method sampler_ddim_paper = {
 };
 const sampler_method sampler_s_pndm = {
     {"s-pndm", "the paper's S-PNDM: pseudo improved Euler, then 2nd-order pseudo linear multi-step", "S + 1",
-     "luping-liu/PNDM runner/method.py gen_order_2"},
+     "luping-liu/PNDM runner/method.py gen_order_2", 0},
     NULL,
     PAPER_KEYS,
     4,
@@ -386,7 +386,7 @@ const sampler_method sampler_s_pndm = {
 };
 const sampler_method sampler_f_pndm = {
     {"f-pndm", "the paper's F-PNDM: 3 pseudo Runge-Kutta steps, then 4th-order pseudo linear multi-step",
-     "S + 9 (4 per step when S <= 3)", "luping-liu/PNDM runner/method.py gen_order_4"},
+     "S + 9 (4 per step when S <= 3)", "luping-liu/PNDM runner/method.py gen_order_4", 0},
     NULL,
     PAPER_KEYS,
     6,
@@ -400,7 +400,7 @@ const sampler_method sampler_f_pndm = {
 };
 const sampler_method sampler_fon = {
     {"fon", "the paper's FON: classical 4th-order Runge-Kutta / Adams-Bashforth on the DDIM difference",
-     "S + 9 (4 per step when S <= 3)", "luping-liu/PNDM runner/method.py gen_fon"},
+     "S + 9 (4 per step when S <= 3)", "luping-liu/PNDM runner/method.py gen_fon", 0},
     NULL,
     PAPER_KEYS,
     6,

@@ -342,7 +342,7 @@ int sampler_pf_state(const pndm_sampler *s, double *t, const double **y, int *ac
 const sampler_method sampler_pf = {
     {"pf", "the paper's PF: probability-flow ODE, scipy RK45 (rtol = atol = 1e-5) over the whole batch",
      "adaptive (2 + 6 per solver step; N only sets the tolerance: N = 1 -> 1)",
-     "luping-liu/PNDM runner/method.py gen_pflow + scipy 1.10 solve_ivp RK45"},
+     "luping-liu/PNDM runner/method.py gen_pflow + scipy 1.10 solve_ivp RK45", 1},
     NULL,
     PNDM_KEY_NUM_TRAIN_TIMESTEPS | PNDM_KEY_BETA_START | PNDM_KEY_BETA_END | PNDM_KEY_BETA_SCHEDULE,
     24, /* 12 float64 buffers: y, f, y_new, the evaluation, scale and the 7 stages */

@@ -360,7 +360,7 @@ static void pndm_describe(const pndm_sampler *s, char *buf, size_t size) {
 
 const sampler_method sampler_pndm = {
     {"pndm", "diffusers PNDMScheduler: pseudo Runge-Kutta warm-up, then pseudo linear multi-step (PLMS)",
-     "N + 9 (N + 1 with skip_prk_steps)", "diffusers 0.30.3 PNDMPipeline + PNDMScheduler"},
+     "N + 9 (N + 1 with skip_prk_steps)", "diffusers 0.30.3 PNDMPipeline + PNDMScheduler", 0},
     "PNDMScheduler",
     PNDM_KEY_NUM_TRAIN_TIMESTEPS | PNDM_KEY_BETA_START | PNDM_KEY_BETA_END | PNDM_KEY_BETA_SCHEDULE |
         PNDM_KEY_TRAINED_BETAS | PNDM_KEY_SKIP_PRK_STEPS | PNDM_KEY_SET_ALPHA_TO_ONE | PNDM_KEY_PREDICTION_TYPE |
