@@ -6,13 +6,16 @@ reference through diffusers) scored by tools/fid.py against the Fashion-MNIST te
       --pndm-gen build/pndm-gen -n 1000 [--ddpm] [--out build/fid]
 
   # the PNDM paper's comparison: every sampler at 10/20/50/100/250 steps, PF, DDPM 1000
-  nice -n 10 /usr/bin/python3 tools/fid_table.py --samplers [--out build/fid_samplers]
-  /usr/bin/python3 tools/fid_table.py --samplers --report [--plot docs/samplers.png]
+  nice -n 10 python3 tools/fid_table.py --samplers [--out build/fid_samplers] [--cells NAME_nSTEPS,...]
+  python3 tools/fid_table.py --samplers --report [--plot docs/samplers.png]
 
 --samplers runs one cell (sampler, steps) per folder OUT/<sampler>_n<steps>/ (samples.npy,
 gen.json = pndm-gen --json + wall time, score.json) and skips cells whose score.json exists, so
 an interrupted run resumes where it stopped; --cells a,b limits it to some cells, --report
-prints the table (and --plot draws FD against model calls) from the cells done so far.
+prints the table (and --plot draws FD against model calls) from the cells done so far. Each
+scored cell is also written to the committed record weights/fid_samplers.json (--record): the
+report takes a cell from its folder, else from the record, so the table and the plot can be
+redrawn from the repository alone and a cell is never run twice across machines.
 
 Rows: PNDM (PRK + PLMS) at 10, 20 and 50 steps, --skip-prk-steps at 50 steps, optionally DDPM
 ancestral sampling with 1000 steps (diffusers DDPMScheduler + the same UNet, PyTorch), and the
@@ -114,8 +117,14 @@ def cell_dir(args, name, steps):
 
 def run_cell(args, label, name, steps, extra):
     d = cell_dir(args, name, steps)
+    key = f"{name}_n{steps}"
     if os.path.exists(os.path.join(d, "score.json")):
+        if key not in read_record(args).get("cells", {}):
+            with open(os.path.join(d, "gen.json")) as f, open(os.path.join(d, "score.json")) as g:
+                add_to_record(args, name, steps, json.load(f), json.load(g))
         return
+    if key in read_record(args).get("cells", {}):
+        return  # scored before (maybe on another machine): the record has it
     os.makedirs(d, exist_ok=True)
     samples = os.path.join(d, "samples.npy")
     gen = os.path.join(d, "gen.json")
@@ -133,10 +142,47 @@ def run_cell(args, label, name, steps, extra):
     with open(os.path.join(d, "score.json.tmp"), "w") as f:
         json.dump(sc, f, indent=1)
     os.replace(os.path.join(d, "score.json.tmp"), os.path.join(d, "score.json"))
+    with open(gen) as f:
+        add_to_record(args, name, steps, json.load(f), sc)
     print(f"{label} {steps}: FD {sc['fid']:.2f}", file=sys.stderr, flush=True)
 
 
+def read_record(args):
+    """The committed record of every cell scored so far (--record): {"cells": {"NAME_nSTEPS": {...}}}."""
+    try:
+        with open(args.record) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {"cells": {}}
+
+
+def add_to_record(args, name, steps, gen, sc):
+    rec = read_record(args)
+    rec.setdefault("cells", {})[f"{name}_n{steps}"] = {
+        "sampler": name, "steps": steps, "unet_calls": gen["unet_calls"], "fid": sc["fid"],
+        "classes_covered": sc.get("classes_covered"), "entropy_bits": sc.get("entropy_bits"),
+        "wall_s": round(gen.get("wall_s", 0), 1), "command": gen.get("command", ""),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), "cpu": cpu_model()}
+    rec["cells"] = dict(sorted(rec["cells"].items()))
+    with open(args.record + ".tmp", "w") as f:
+        json.dump(rec, f, indent=1)
+        f.write("\n")
+    os.replace(args.record + ".tmp", args.record)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def load_cell(args, name, steps):
+    """(gen, score) of a cell: its folder under --out, else its entry in the --record file."""
     d = cell_dir(args, name, steps)
     try:
         with open(os.path.join(d, "gen.json")) as f:
@@ -144,7 +190,10 @@ def load_cell(args, name, steps):
         with open(os.path.join(d, "score.json")) as f:
             sc = json.load(f)
     except OSError:
-        return None
+        c = read_record(args).get("cells", {}).get(f"{name}_n{steps}")
+        if c is None:
+            return None
+        return {"unet_calls": c["unet_calls"]}, {"fid": c["fid"]}
     return gen, sc
 
 
@@ -244,6 +293,9 @@ def main():
     ap.add_argument("--cells", default="", help="with --samplers: only these cells, e.g. f-pndm_n50,pf_n50")
     ap.add_argument("--report", action="store_true", help="with --samplers: print the table of the cells done")
     ap.add_argument("--plot", default="", help="with --samplers --report: draw FD against UNet calls here")
+    ap.add_argument("--record", default=os.path.join(HERE, "..", "weights", "fid_samplers.json"),
+                    help="with --samplers: every scored cell is added to this record (committed), and --report "
+                         "uses it for cells whose folder is not under --out (default weights/fid_samplers.json)")
     args = ap.parse_args()
     if args.out is None:
         args.out = "build/fid_samplers" if args.samplers else "build/fid"
