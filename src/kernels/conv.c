@@ -296,21 +296,29 @@ static void conv_gemm_task(void *arg, size_t task, int thread) {
     }
 }
 
+/* The fields of a direct-convolution job both paths share; returns its output pixels per image
+ * (0: nothing to do). */
+static int conv_job_init(conv_job *j, const ops_ctx *c, const op_conv_w *cw, const float *x, int H, int W,
+                         const op_conv_epi *e, float *y) {
+    const op_conv_geom *g = &cw->g;
+    memset(j, 0, sizeof *j);
+    j->ctx = c;
+    j->cw = cw;
+    j->e = e;
+    j->x = x;
+    j->y = y;
+    j->H = H;
+    j->W = W;
+    j->Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
+    j->Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
+    j->P = j->Ho * j->Wo;
+    return j->P;
+}
+
 static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W,
                         const op_conv_epi *e, float *y) {
-    const op_conv_geom *g = &cw->g;
     conv_job j;
-    j.ctx = c;
-    j.cw = cw;
-    j.e = e;
-    j.x = x;
-    j.y = y;
-    j.H = H;
-    j.W = W;
-    j.Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
-    j.Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
-    j.P = j.Ho * j.Wo;
-    if (j.P == 0) return;
+    if (!conv_job_init(&j, c, cw, x, H, W, e, y)) return;
     j.spi = (j.P + GEMM_NR - 1) / GEMM_NR;
     j.n_strips = B * j.spi;
     j.kc = conv_kc(c->k, cw->K);
@@ -318,7 +326,7 @@ static void conv_direct(const ops_ctx *c, const op_conv_w *cw, const float *x, i
     j.n_groups = (cw->panels + CONV_GROUP - 1) / CONV_GROUP;
     /* rows P floats apart with P a multiple of 128 (512 bytes) fall into at most 8 L1 sets: pack
      * those strips when the k blocks are longer than the 8 ways could hold anyway */
-    j.in_place = conv_in_place(g, j.P) && !(c->k->pack_strided && j.P % 128 == 0 && cw->K > 32);
+    j.in_place = conv_in_place(&cw->g, j.P) && !(c->k->pack_strided && j.P % 128 == 0 && cw->K > 32);
     j.bp = c->shared;
     j.tile = c->k->tile;
     for (j.s0 = 0; j.s0 < j.n_strips; j.s0 += CONV_CHUNK) {
@@ -383,22 +391,10 @@ static void conv_blas_task(void *arg, size_t task, int thread) {
 
 static void conv_direct_blas(const ops_ctx *c, const op_conv_w *cw, const float *x, int B, int H, int W,
                              const op_conv_epi *e, float *y) {
-    const op_conv_geom *g = &cw->g;
     conv_job j;
-    memset(&j, 0, sizeof j);
-    j.ctx = c;
-    j.cw = cw;
-    j.e = e;
-    j.x = x;
-    j.y = y;
-    j.H = H;
-    j.W = W;
-    j.Ho = op_conv_out_size(H, g->k, g->stride, g->pad_t, g->pad_b);
-    j.Wo = op_conv_out_size(W, g->k, g->stride, g->pad_l, g->pad_r);
-    j.P = j.Ho * j.Wo;
-    if (j.P == 0) return;
+    if (!conv_job_init(&j, c, cw, x, H, W, e, y)) return;
     j.spi = (j.P + BLAS_NB - 1) / BLAS_NB; /* blocks per image */
-    j.in_place = blas_in_place(g);
+    j.in_place = blas_in_place(&cw->g);
     tp_run(c->pool, (size_t)B * (size_t)j.spi, conv_blas_task, &j);
 }
 
