@@ -509,19 +509,39 @@ OPS_CLONES static void softmax_cols(float *s, int rows, int nq, int ld, float sc
     }
 }
 
+/* Where task (image, head, query block) of an attention job reads and writes: head h of image b
+ * in q, k, v and o, each (d, HW), and the block's queries i0 .. i0 + nqv - 1. */
+typedef struct attn_block {
+    const float *q, *k, *v;
+    float *o;
+    size_t bh; /* b * heads + h */
+    int i0, nqv;
+} attn_block;
+
+static attn_block attn_block_of(const attn_job *j, size_t task) {
+    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
+    const size_t b = task / per_img, rem = task % per_img;
+    const size_t hoff = rem / (size_t)j->n_qb * (size_t)j->d * (size_t)j->HW;
+    attn_block a;
+    a.bh = task / (size_t)j->n_qb;
+    a.i0 = (int)(rem % (size_t)j->n_qb) * j->nq;
+    a.nqv = j->HW - a.i0 < j->nq ? j->HW - a.i0 : j->nq;
+    a.q = j->q + b * j->qkv_stride + hoff;
+    a.k = j->k + b * j->qkv_stride + hoff;
+    a.v = j->v + b * j->qkv_stride + hoff;
+    a.o = j->o + b * (size_t)j->C * (size_t)j->HW + hoff;
+    return a;
+}
+
 /* OpenBLAS, task (image, head, query block): S^T = k_h^T q_h, softmax, o_h = v_h S^T as two
  * products on the channel-major tensors as they are (no packing) */
 static void attn_blas_task(void *arg, size_t task, int thread) {
     const attn_job *j = arg;
-    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
-    const size_t b = task / per_img, rem = task % per_img;
-    const size_t h = rem / (size_t)j->n_qb;
-    const int HW = j->HW, d = j->d, nq = j->nq;
-    const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
-    const size_t hoff = h * (size_t)d * (size_t)HW; // head h of image b: (d, HW)
-    const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
-    const float *vh = j->v + b * j->qkv_stride + hoff;
-    float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
+    const attn_block a = attn_block_of(j, task);
+    const int HW = j->HW, d = j->d, nq = j->nq, i0 = a.i0, nqv = a.nqv;
+    const float *qh = a.q, *kh = a.k;
+    const float *vh = a.v;
+    float *oh = a.o;
     float *st = j->c->ws[thread]; // S^T (HW, nq)
     blas_sgemm(1, 0, HW, nqv, d, kh, HW, qh + i0, HW, 0.0f, st, nq);
     softmax_cols(st, HW, nqv, nq, j->scale);
@@ -531,14 +551,10 @@ static void attn_blas_task(void *arg, size_t task, int thread) {
 /* phase 2, task (image, head, query block) */
 static void attn_task(void *arg, size_t task, int thread) {
     const attn_job *j = arg;
-    const size_t per_img = (size_t)j->heads * (size_t)j->n_qb;
-    const size_t b = task / per_img, rem = task % per_img;
-    const size_t h = rem / (size_t)j->n_qb;
-    const int HW = j->HW, d = j->d, nq = j->nq;
-    const int i0 = (int)(rem % (size_t)j->n_qb) * nq, nqv = HW - i0 < nq ? HW - i0 : nq;
-    const size_t hoff = h * (size_t)d * (size_t)HW; // head h of image b: (d, HW)
-    const float *qh = j->q + b * j->qkv_stride + hoff, *kh = j->k + b * j->qkv_stride + hoff;
-    float *oh = j->o + b * (size_t)j->C * (size_t)HW + hoff;
+    const attn_block a = attn_block_of(j, task);
+    const int HW = j->HW, d = j->d, nq = j->nq, i0 = a.i0, nqv = a.nqv;
+    const float *qh = a.q, *kh = a.k;
+    float *oh = a.o;
     float *st = j->c->ws[thread];                                // S^T (HW, nq)
     float *ta = st + (size_t)HW * nq, *tb = ta + (size_t)d * 16; // tail panels (d, 16)
     if (nqv < nq) memset(st, 0, (size_t)HW * nq * sizeof *st);
@@ -566,7 +582,7 @@ static void attn_task(void *arg, size_t task, int thread) {
     }
     softmax_cols(st, HW, nqv, nq, j->scale);
     /* o[c][i0 + i] = sum_jk v[c][jk] S^T[jk][i] */
-    const float *vp = j->c->shared + (b * (size_t)j->heads + h) * (size_t)j->pd * HW * GEMM_MR;
+    const float *vp = j->c->shared + a.bh * (size_t)j->pd * HW * GEMM_MR;
     for (int cp = 0; cp < j->pd; cp++) {
         const int rows = d - cp * GEMM_MR < GEMM_MR ? d - cp * GEMM_MR : GEMM_MR;
         for (int q0 = 0; q0 < nqv; q0 += 16) {
