@@ -57,19 +57,18 @@ static int unescape(const char *s, size_t n, char *out, size_t size) {
     return 0;
 }
 
-int ss_pattern_parse(const char *p, int index_optional, ss_pattern *pt, char *why, size_t why_size) {
+int ss_pattern_parse(const char *p, ss_pattern *pt, char *why, size_t why_size) {
     memset(pt, 0, sizeof *pt);
     const char *slash = strrchr(p, '/');
     const char *base = slash ? slash + 1 : p;
-    if (slash) {
-        size_t dl = slash == p ? 1 : (size_t)(slash - p);
-        if (unescape(p, dl, pt->dir, sizeof pt->dir)) {
+    const size_t dl = !slash ? 0 : slash == p ? 1 : (size_t)(slash - p);
+    for (size_t i = 0; i < dl; i++) {
+        if (p[i] != '%') continue;
+        if (i + 1 >= dl || p[i + 1] != '%') {
             snprintf(why, why_size, "the directory part may not hold a %%d (the index goes in the file name)");
             return -1;
         }
-        pt->has_dir = 1;
-    } else {
-        snprintf(pt->dir, sizeof pt->dir, ".");
+        i++;
     }
     const char *spec = NULL, *spec_end = NULL;
     for (const char *c = base; *c; c++) {
@@ -92,12 +91,14 @@ int ss_pattern_parse(const char *p, int index_optional, ss_pattern *pt, char *wh
         pt->width = width;
         c = d;
     }
-    if (!spec) {
-        if (index_optional) return 0;
-        snprintf(why, why_size, "it has no %%d for the image index");
-        return -1;
-    }
-    if (unescape(base, (size_t)(spec - base), pt->prefix, sizeof pt->prefix) ||
+    if (!spec) return 0;
+    /* every % is valid now: unescape fails only on length */
+    if (slash)
+        pt->has_dir = 1;
+    else
+        snprintf(pt->dir, sizeof pt->dir, ".");
+    if ((slash && unescape(p, dl, pt->dir, sizeof pt->dir)) ||
+        unescape(base, (size_t)(spec - base), pt->prefix, sizeof pt->prefix) ||
         unescape(spec_end, strlen(spec_end), pt->suffix, sizeof pt->suffix)) {
         snprintf(why, why_size, "name too long");
         return -1;
@@ -209,7 +210,7 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
             pat[o++] = *c;
         }
         snprintf(pat + o, sizeof pat - o, "/%%d.png");
-        if (ss_pattern_parse(pat, 0, &pl->png, why, sizeof why) < 0) return cli_usage_error("output path '%s': %s", output, why);
+        if (ss_pattern_parse(pat, &pl->png, why, sizeof why) < 0) return cli_usage_error("output path (%s): '%s'", why, output);
         struct stat st;
         if (lstat(pl->parts_dir, &st) == 0 && !S_ISDIR(st.st_mode))
             return cli_fail(PNDM_ERR_IO, "'%s' (where the images wait for the .npz) exists and is not a directory",
@@ -219,10 +220,12 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
         if (!fits(snprintf(base, sizeof base, "%.*s.manifest", (int)(ext - output), output), sizeof base))
             return cli_usage_error("output path too long");
     } else if (!strcmp(ext, ".png") || !strcmp(ext, ".PNG")) {
-        if (ss_pattern_parse(output, 0, &pl->png, why, sizeof why) < 0)
+        const int pk = ss_pattern_parse(output, &pl->png, why, sizeof why);
+        if (pk == 0)
             return cli_usage_error("with --num-images, -o needs a %%d pattern for the image index, e.g. "
-                                   "'set/%%05d.png' (or an .npz): '%s': %s",
-                                   output, why);
+                                   "'set/%%05d.png' (or an .npz): '%s' has none",
+                                   output);
+        if (pk < 0) return cli_usage_error("bad output pattern (%s): '%s'", why, output); /* reason first: a long path is cut */
         char p0[PATH_MAX];
         ss_pattern_name(&pl->png, pl->start, p0, sizeof p0);
         /* the set's folder is made when its parent exists (one level, like mkdir) */

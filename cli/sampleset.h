@@ -64,9 +64,9 @@ typedef struct ss_pattern {
 } ss_pattern;
 
 /* Parse an output pattern DIR/PREFIX%0Nd SUFFIX: one %d (or %0Nd, N <= 20) in the file name, never
- * in the directory part, and %% for a literal % anywhere. Returns 1 (pattern parsed), 0 (no %d and
- * index_optional: P is a plain name, PT unset) or -1 with the reason in WHY. Never hands P to printf. */
-int ss_pattern_parse(const char *p, int index_optional, ss_pattern *pt, char *why, size_t why_size);
+ * in the directory part, and %% for a literal % anywhere. Returns 1 (pattern parsed), 0 (no %d: P
+ * is a plain name, PT unset) or -1 with the reason in WHY. Never hands P to printf. */
+int ss_pattern_parse(const char *p, ss_pattern *pt, char *why, size_t why_size);
 /* The name of index I: 0, or -1 when it does not fit in SIZE. */
 int ss_pattern_name(const ss_pattern *pt, int64_t i, char *out, size_t size);
 

@@ -228,6 +228,8 @@ run_case "flags: value missing" 2 "needs a value" "$OUT" -- "$GEN" "${GM[@]}" --
 run_case "flags: bad pattern %n" 2 "bad output pattern" "$T/o/x%n.png" -- "$GEN" -q -m "$TINY" -o "$T/o/x%n.png"
 run_case "flags: pattern %d in the folder" 2 "the directory part may not hold a %d" "$T/o/x%d/a.png" -- "$GEN" -q -m "$TINY" -b 2 -o "$T/o/x%d/a.png"
 run_case "flags: pattern %25d" 2 "use exactly one %d" "$T/o/x%25d.png" -- "$GEN" -q -m "$TINY" -b 2 -o "$T/o/x%25d.png"
+LONGDIR=$(printf 'd%.0s' $(seq 5000))
+run_case "flags: pattern too long" 2 "bad output pattern \(name too long\)" - -- "$GEN" -q -m "$TINY" -b 2 -o "$T/o/$LONGDIR/x%d.png"
 run_case "flags: pndm-unet unknown flag" 2 "unknown option '--frobnicate'" "$NPY" -- "$UNET" -m "$TINY" --frobnicate
 run_case "flags: pndm-unet --timestep nan" 2 "--timestep: 'nan' is not a finite number" "$NPY" -- "$UNET" -m "$TINY" -x "$T/x.npy" --timestep nan -o "$NPY"
 run_case "flags: pndm-unet --threads 1e9" 2 "--threads" "$NPY" -- "$UNET" -m "$TINY" -x "$T/x.npy" --timestep 1 -t 1000000000 -o "$NPY"
