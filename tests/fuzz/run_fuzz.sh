@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=$PWD
-TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode zip pickle"
+TARGETS="safetensors unet_config scheduler_config model model_index npy png_text png_decode zip pickle output_pattern"
 B=${FUZZ_BUILD:-build-fuzz}
 NICE=${FUZZ_NICE:-10}
 
