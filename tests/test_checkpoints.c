@@ -56,9 +56,14 @@ static void check_same_tensors(const char *path, const tt_table *ref, int exact)
         int same_shape = x->ndim == r->ndim;
         for (int d = 0; same_shape && d < r->ndim; d++) same_shape = x->shape[d] == r->shape[d];
         CHECK_MSG(same_shape, "%s: tensor '%s' shape", path, r->name);
-        const float *a, *b;
-        int oa, ob;
-        CHECK(tt_tensor_f32(&t, x, &a, &oa, &e) == PNDM_OK && tt_tensor_f32(ref, r, &b, &ob, &e) == PNDM_OK);
+        const float *a = NULL, *b = NULL;
+        int oa = 0, ob = 0;
+        if (tt_tensor_f32(&t, x, &a, &oa, &e) != PNDM_OK || tt_tensor_f32(ref, r, &b, &ob, &e) != PNDM_OK) {
+            CHECK_MSG(0, "%s: tensor '%s' cannot be read as float32: %s", path, r->name, e.msg);
+            if (oa) free((void *)a);
+            bad = 1;
+            break;
+        }
         double md = test_max_abs_diff(a, b, r->count), mb = test_max_abs(b, r->count);
         /* f16 / bf16: round-to-nearest of the f32 value */
         double tol = exact ? 0 : (x->dtype == TT_BF16 ? 1.0 / 256 : 1.0 / 2048) * (mb > 1e-30 ? mb : 1);
