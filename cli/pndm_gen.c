@@ -344,15 +344,14 @@ static int apply_opt(cli_args *a, const cli_opt *o, const char *val) {
     case OPT_SCHED: a->sched_path = val; break;
     case OPT_SKIP_PRK: a->skip_prk = 1; break;
     case OPT_SAMPLER: {
-        int known = 0;
-        char names[256] = "";
-        for (int k = 0; k < pndm_sampler_count(); k++) {
-            const char *nm = pndm_sampler_get_info(k)->name;
-            known |= !strcmp(val, nm);
-            size_t l = strlen(names);
-            snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", nm);
+        if (!pndm_sampler_find_info(val)) {
+            char names[256] = "";
+            for (int k = 0; k < pndm_sampler_count(); k++) {
+                size_t l = strlen(names);
+                snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", pndm_sampler_get_info(k)->name);
+            }
+            return cli_usage_error("unknown --sampler '%s': one of %s (see --help)", val, names);
         }
-        if (!known) return cli_usage_error("unknown --sampler '%s': one of %s (see --help)", val, names);
         a->sampler = val;
         break;
     }
@@ -530,11 +529,10 @@ static void run_free(gen_run *r) {
 
 /* Output file i (0-based) of a PNG_EACH run. */
 static void output_name(const gen_run *r, int i, char *out, size_t size) {
-    if (r->pattern) {
-        if (ss_pattern_name(&r->pat, i, out, size)) out[0] = 0; /* cannot happen: stage_plan checked the longest */
-    }
-    else
+    if (!r->pattern)
         numbered_name(r->a.output, i, out, size);
+    else if (ss_pattern_name(&r->pat, i, out, size))
+        out[0] = 0; /* cannot happen: stage_plan checked the longest */
 }
 
 /* ---- stage: reproduce (read the record) ------------------------------------------------- */
@@ -1329,9 +1327,8 @@ static int stage_plan_set(gen_run *r) {
     /* A sampler that couples the images of a batch (the paper's PF: one adaptive RK45 over the
      * whole batch) keeps "image i == -b 1 -s seed+i whatever the chunking" only in chunks of one
      * image: that is its default here, and a bigger --batch is refused. */
-    int coupled = 0;
-    for (int i = 0; i < pndm_sampler_count(); i++)
-        if (!strcmp(pndm_sampler_get_info(i)->name, a->sampler)) coupled = pndm_sampler_get_info(i)->batch_coupled;
+    const pndm_sampler_info *si = pndm_sampler_find_info(a->sampler);
+    const int coupled = si && si->batch_coupled;
     if (coupled && a->given[OPT_BATCH] && a->batch > 1)
         return cli_usage_error("--sampler %s couples the images of a batch: a sample set with it is made in "
                                "chunks of one image, drop --batch %lld",

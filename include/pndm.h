@@ -227,6 +227,8 @@ typedef struct pndm_sampler_info {
 /* The samplers, for listings: i = 0 .. pndm_sampler_count()-1 (NULL outside). */
 int pndm_sampler_count(void);
 const pndm_sampler_info *pndm_sampler_get_info(int i);
+/* The sampler named NAME (NULL: the default, pndm), or NULL when there is none. */
+const pndm_sampler_info *pndm_sampler_find_info(const char *name);
 
 /* A sampler for `steps` inference steps (the paper's methods: their sample_speed). Refused
  * (PNDM_ERR_USAGE, naming the reason): an unknown name, steps the reference cannot run (steps

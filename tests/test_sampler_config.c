@@ -176,6 +176,10 @@ static void test_ddim_defaults(void) {
         CHECK_MSG(in->batch_coupled == !strcmp(in->name, "pf"), "%s: batch_coupled %d", in->name, in->batch_coupled);
     }
     CHECK(pndm_sampler_get_info(8) == NULL && pndm_sampler_get_info(-1) == NULL);
+    CHECK(pndm_sampler_find_info("pf") && !strcmp(pndm_sampler_find_info("pf")->name, "pf"));
+    CHECK(pndm_sampler_find_info("pf")->batch_coupled == 1 && pndm_sampler_find_info("ddim")->batch_coupled == 0);
+    CHECK(!strcmp(pndm_sampler_find_info(NULL)->name, "pndm"));
+    CHECK(pndm_sampler_find_info("PF") == NULL && pndm_sampler_find_info("") == NULL);
 }
 
 static int crash(int T, int n) { return (T - 1) % (T / n) == 0; }

@@ -35,6 +35,11 @@ const sampler_method *sampler_find(const char *name) {
     return NULL;
 }
 
+const pndm_sampler_info *pndm_sampler_find_info(const char *name) {
+    const sampler_method *m = sampler_find(name);
+    return m ? &m->info : NULL;
+}
+
 pndm_sampler_params pndm_sampler_default_params(void) {
     pndm_sampler_params p;
     memset(&p, 0, sizeof p);
