@@ -17,10 +17,6 @@
 #define UDATA PNDM_TEST_DATA "/unet"
 #define REPS 2
 
-static float *load_f32(const char *path, size_t *n, pndm_npy *meta) {
-    return test_npy_f32_or_exit(path, n, meta);
-}
-
 /* one model's test input: sample (B, C, H, W), t (B) */
 typedef struct input {
     pndm_model *m;
@@ -40,9 +36,9 @@ static int input_load(input *in, const char *name) {
     pndm_npy meta;
     size_t n, nt;
     snprintf(path, sizeof path, UDATA "/%s/sample.npy", name);
-    in->x = load_f32(path, &n, &meta);
+    in->x = test_npy_f32_or_exit(path, &n, &meta);
     snprintf(path, sizeof path, UDATA "/%s/t_batch.npy", name);
-    in->t = load_f32(path, &nt, NULL);
+    in->t = test_npy_f32_or_exit(path, &nt, NULL);
     in->B = (int)meta.shape[0];
     in->H = (int)meta.shape[2];
     in->W = (int)meta.shape[3];

@@ -27,10 +27,6 @@
 #define SDATA PNDM_TEST_DATA "/samplers/"
 #define TINY SDATA "models/unet_tiny"
 
-static float *load_f32(const char *path, size_t *n) {
-    return test_npy_f32(path, n, NULL);
-}
-
 static cJSON *load_json(const char *path) {
     char *buf;
     size_t size;
@@ -113,16 +109,16 @@ static void case_through_cli(const char *set, const char *name) {
                   "%s: pf made %d model calls, scipy %d", name, calls_made ? calls_made->valueint : -1, nfev->valueint);
 
     size_t n = 0, rn = 0;
-    float *got = load_f32(noise, &n), *ref;
+    float *got = test_npy_f32(noise, &n, NULL), *ref;
     snprintf(path, sizeof path, "%s/init_noise.npy", dir);
-    ref = load_f32(path, &rn);
+    ref = test_npy_f32(path, &rn, NULL);
     const int noise_exact = got && ref && n == rn && memcmp(got, ref, n * 4) == 0;
     CHECK_MSG(noise_exact, "%s: initial noise not bit-exact", name);
     free(got);
     free(ref);
-    got = load_f32(lat, &n);
+    got = test_npy_f32(lat, &n, NULL);
     snprintf(path, sizeof path, "%s/final_latents.npy", dir);
-    ref = load_f32(path, &rn);
+    ref = test_npy_f32(path, &rn, NULL);
     double le = INFINITY, lm = 0, ie = INFINITY;
     if (got && ref && n == rn) {
         le = test_max_abs_diff(got, ref, n);
@@ -131,9 +127,9 @@ static void case_through_cli(const char *set, const char *name) {
     CHECK_MSG(le <= lat_rel * lm, "%s: latents max|err| %.3g > %.3g * %.3g", name, le, lat_rel, lm);
     free(got);
     free(ref);
-    got = load_f32(out, &n);
+    got = test_npy_f32(out, &n, NULL);
     snprintf(path, sizeof path, "%s/images.npy", dir);
-    ref = load_f32(path, &rn);
+    ref = test_npy_f32(path, &rn, NULL);
     if (got && ref && n == rn) ie = test_max_abs_diff(got, ref, n);
     CHECK_MSG(ie <= img_abs, "%s: images max|err| %.3g > %.3g", name, ie, img_abs);
     free(got);

@@ -50,11 +50,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Load a .npy as float32; exits on failure (data files are part of the repo). */
-static float *load_f32(const char *path, pndm_npy *meta) {
-    return test_npy_f32_or_exit(path, NULL, meta);
-}
-
 /* max|a - ref| <= TOL * max(1, max|ref|), printed */
 static void compare(const char *label, const float *a, const float *ref, size_t n) {
     double md = test_max_abs_diff(a, ref, n), mr = test_max_abs(ref, n);
@@ -109,9 +104,9 @@ static void run_case(const ucase *uc) {
     printf("  kernels: %s\n", pndm_model_kernel_path(m));
     pndm_npy xs, ts;
     snprintf(path, sizeof path, UDATA "/%s/sample.npy", uc->name);
-    float *x = load_f32(path, &xs);
+    float *x = test_npy_f32_or_exit(path, NULL, &xs);
     snprintf(path, sizeof path, UDATA "/%s/t_batch.npy", uc->name);
-    float *tb = load_f32(path, &ts);
+    float *tb = test_npy_f32_or_exit(path, NULL, &ts);
     CHECK(xs.ndim == 4 && ts.ndim == 1 && ts.shape[0] == xs.shape[0]);
     const int B = (int)xs.shape[0], C = (int)xs.shape[1], H = (int)xs.shape[2], W = (int)xs.shape[3];
     CHECK(C == pndm_model_in_channels(m));
@@ -125,7 +120,7 @@ static void run_case(const ucase *uc) {
     for (int b = 0; b < B; b++) tsc[b] = uc->t_scalar;
     CHECK(pndm_unet_forward(m, x, B, H, W, tsc, out, 2, &err) == PNDM_OK);
     snprintf(path, sizeof path, UDATA "/%s/out_t_scalar.npy", uc->name);
-    float *ref = load_f32(path, NULL);
+    float *ref = test_npy_f32_or_exit(path, NULL, NULL);
     compare("out_t_scalar", out, ref, n);
     free(ref);
 
@@ -135,7 +130,7 @@ static void run_case(const ucase *uc) {
     CHECK(pndm_unet_forward(m, x, B, H, W, tb, out, 2, &err) == PNDM_OK);
     model_set_tap(m, NULL, NULL);
     snprintf(path, sizeof path, UDATA "/%s/out_t_batch.npy", uc->name);
-    ref = load_f32(path, NULL);
+    ref = test_npy_f32_or_exit(path, NULL, NULL);
     compare("out_t_batch", out, ref, n);
     free(ref);
     const char *inter[16];
@@ -151,7 +146,7 @@ static void run_case(const ucase *uc) {
     for (int i = 0; i < n_inter && uc->has_inter; i++) {
         pndm_npy meta;
         snprintf(path, sizeof path, UDATA "/%s/inter_t_batch_b0__%s.npy", uc->name, inter[i]);
-        ref = load_f32(path, &meta);
+        ref = test_npy_f32_or_exit(path, NULL, &meta);
         size_t cnt = 0;
         const float *got = tap_get(&taps, inter[i], &cnt);
         CHECK_MSG(got != NULL, "no tap '%s'", inter[i]);
@@ -583,7 +578,7 @@ static void test_f16(void) {
     CHECK(pndm_model_load_memory(bb, sb, "f16-as-f32", &mb, &err) == PNDM_OK);
     if (ma && mb) {
         pndm_npy xs;
-        float *x = load_f32(UDATA "/c_gray/sample.npy", &xs);
+        float *x = test_npy_f32_or_exit(UDATA "/c_gray/sample.npy", NULL, &xs);
         size_t n = xs.count;
         float *ya = malloc(n * sizeof *ya), *yb = malloc(n * sizeof *yb), t[2] = {10.0f, 500.0f};
         CHECK(pndm_unet_forward(ma, x, 2, 28, 28, t, ya, 2, &err) == PNDM_OK);
@@ -613,7 +608,7 @@ static void write_file(const char *path, const void *data, size_t size) {
 
 static void forward_a_dummy(pndm_model *m, float *y) {
     pndm_error err;
-    float *x = load_f32(UDATA "/a_dummy/sample.npy", NULL);
+    float *x = test_npy_f32_or_exit(UDATA "/a_dummy/sample.npy", NULL, NULL);
     float t[2] = {10.0f, 980.0f};
     CHECK(pndm_unet_forward(m, x, 2, 32, 32, t, y, 0, &err) == PNDM_OK);
     free(x);
@@ -629,7 +624,7 @@ static void test_layouts(void) {
     pndm_error err;
     const size_t n = 2 * 3 * 32 * 32;
     float *ref = malloc(n * sizeof *ref), *y = malloc(n * sizeof *y);
-    float *golden = load_f32(UDATA "/a_dummy/out_t_batch.npy", NULL);
+    float *golden = test_npy_f32_or_exit(UDATA "/a_dummy/out_t_batch.npy", NULL, NULL);
     tb_model tm;
     tb_load(&tm, "a_dummy");
 
@@ -760,7 +755,7 @@ static void test_layouts(void) {
  * have the same shape and max|out - ref| <= 1e-4 * max(1, max|ref|). */
 static int compare_files(const char *a, const char *b) {
     pndm_npy ma, mb;
-    float *x = load_f32(a, &ma), *y = load_f32(b, &mb);
+    float *x = test_npy_f32_or_exit(a, NULL, &ma), *y = test_npy_f32_or_exit(b, NULL, &mb);
     int same_shape = ma.ndim == mb.ndim;
     for (int d = 0; same_shape && d < ma.ndim; d++) same_shape = ma.shape[d] == mb.shape[d];
     if (!same_shape) {
