@@ -476,7 +476,7 @@ typedef struct gen_run {
     int pick; /* write only image `pick` of the batch (>= 0) */
     /* plan_outputs */
     out_kind out;
-    int pattern;   /* the output name has a %d: pat */
+    int pattern; /* the output name has a %d: pat */
     ss_pattern pat;
     int to_stdout; /* -o - */
     cli_outputs outs;
@@ -741,7 +741,8 @@ static int stage_plan_outputs(gen_run *r) {
         return cli_usage_error("unknown output extension '%s' in '%s': use .png or .npy", ext, a->output);
     char why[200];
     int pk = to_stdout ? 0 : ss_pattern_parse(a->output, &r->pat, why, sizeof why);
-    if (pk < 0) return cli_usage_error("bad output pattern (%s): '%s'", why, a->output); /* reason first: a long path is cut */
+    if (pk < 0)
+        return cli_usage_error("bad output pattern (%s): '%s'", why, a->output); /* reason first: a long path is cut */
     if (pk > 0 && !out_png) return cli_usage_error("a %%d pattern needs a .png output ('%s')", a->output);
     char longest[PATH_MAX];
     if (pk > 0 && ss_pattern_name(&r->pat, a->batch - 1, longest, sizeof longest))

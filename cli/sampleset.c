@@ -210,7 +210,8 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
             pat[o++] = *c;
         }
         snprintf(pat + o, sizeof pat - o, "/%%d.png");
-        if (ss_pattern_parse(pat, &pl->png, why, sizeof why) < 0) return cli_usage_error("output path (%s): '%s'", why, output);
+        if (ss_pattern_parse(pat, &pl->png, why, sizeof why) < 0)
+            return cli_usage_error("output path (%s): '%s'", why, output);
         struct stat st;
         if (lstat(pl->parts_dir, &st) == 0 && !S_ISDIR(st.st_mode))
             return cli_fail(PNDM_ERR_IO, "'%s' (where the images wait for the .npz) exists and is not a directory",
@@ -225,7 +226,8 @@ int ss_plan_make(ss_plan *pl, const ss_args *a, const char *output, uint64_t see
             return cli_usage_error("with --num-images, -o needs a %%d pattern for the image index, e.g. "
                                    "'set/%%05d.png' (or an .npz): '%s' has none",
                                    output);
-        if (pk < 0) return cli_usage_error("bad output pattern (%s): '%s'", why, output); /* reason first: a long path is cut */
+        if (pk < 0)
+            return cli_usage_error("bad output pattern (%s): '%s'", why, output); /* reason first: a long path is cut */
         char p0[PATH_MAX];
         ss_pattern_name(&pl->png, pl->start, p0, sizeof p0);
         /* the set's folder is made when its parent exists (one level, like mkdir) */
