@@ -117,13 +117,13 @@ def cell_dir(args, name, steps):
 
 def run_cell(args, label, name, steps, extra):
     d = cell_dir(args, name, steps)
-    key = f"{name}_n{steps}"
+    recorded = f"{name}_n{steps}" in read_record(args)["cells"]
     if os.path.exists(os.path.join(d, "score.json")):
-        if key not in read_record(args).get("cells", {}):
+        if not recorded:  # scored before the record existed
             with open(os.path.join(d, "gen.json")) as f, open(os.path.join(d, "score.json")) as g:
                 add_to_record(args, name, steps, json.load(f), json.load(g))
         return
-    if key in read_record(args).get("cells", {}):
+    if recorded:
         return  # scored before (maybe on another machine): the record has it
     os.makedirs(d, exist_ok=True)
     samples = os.path.join(d, "samples.npy")
@@ -148,17 +148,21 @@ def run_cell(args, label, name, steps, extra):
 
 
 def read_record(args):
-    """The committed record of every cell scored so far (--record): {"cells": {"NAME_nSTEPS": {...}}}."""
-    try:
-        with open(args.record) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return {"cells": {}}
+    """The committed record of every cell scored so far (--record): {"cells": {"NAME_nSTEPS": {...}}},
+    read once per run (add_to_record keeps it current)."""
+    if getattr(args, "_record", None) is None:
+        try:
+            with open(args.record) as f:
+                args._record = json.load(f)
+        except FileNotFoundError:
+            args._record = {"cells": {}}
+        args._record.setdefault("cells", {})
+    return args._record
 
 
 def add_to_record(args, name, steps, gen, sc):
     rec = read_record(args)
-    rec.setdefault("cells", {})[f"{name}_n{steps}"] = {
+    rec["cells"][f"{name}_n{steps}"] = {
         "sampler": name, "steps": steps, "unet_calls": gen["unet_calls"], "fid": sc["fid"],
         "classes_covered": sc.get("classes_covered"), "entropy_bits": sc.get("entropy_bits"),
         "wall_s": round(gen.get("wall_s", 0), 1), "command": gen.get("command", ""),
@@ -190,7 +194,7 @@ def load_cell(args, name, steps):
         with open(os.path.join(d, "score.json")) as f:
             sc = json.load(f)
     except OSError:
-        c = read_record(args).get("cells", {}).get(f"{name}_n{steps}")
+        c = read_record(args)["cells"].get(f"{name}_n{steps}")
         if c is None:
             return None
         return {"unet_calls": c["unet_calls"]}, {"fid": c["fid"]}
