@@ -27,9 +27,9 @@
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define CONV_GATHER 1
+#define CONV_ROWLOAD 1
 #else
-#define CONV_GATHER 0
+#define CONV_ROWLOAD 0
 #endif
 
 /* Work partition constants (they change neither results nor their determinism). */
@@ -525,19 +525,46 @@ typedef struct wino_job {
     gemm_tile_fn tile;
 } wino_job;
 
-#if CONV_GATHER
-/* d[r * n + c][l] = xc[idx[l] + r * W + c] where bit l of rows[r] & cols[c] is set, else 0: the
- * same values as the scalar loop of wino_input_task, by n * n masked gathers. */
-__attribute__((target("avx512f"))) static void wino_gather_avx512(const float *xc, const int32_t idx[16],
-                                                                  const uint16_t rows[6], const uint16_t cols[6], int W,
-                                                                  int n, float d[36][16]) {
-    const __m512i base = _mm512_loadu_si512(idx);
-    for (int r = 0; r < n; r++)
-        for (int c = 0; c < n; c++) {
-            const __m512i ix = _mm512_add_epi32(base, _mm512_set1_epi32(r * W + c));
-            const __mmask16 m = (__mmask16)(rows[r] & cols[c]);
-            _mm512_storeu_ps(d[r * n + c], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, xc, 4));
+#if CONV_ROWLOAD
+/* d[r * n + c][l] = xc[off[l] + r * W + c] where bit l of rows[r] and bit c of cols[l] are set,
+ * else 0: the same values as the scalar loop of wino_input_body, for an input tile of n <= 8
+ * columns, without gathers (a 16-lane gather was ~50 cycles on Zen 4; the 36 gathers of an F(4x4)
+ * tile were 70 % of its input transform). Per row r: one masked load of the tile's row segment
+ * per lane (masked-out elements are never read, so padding and lanes past the last tile cost no
+ * branch), lanes l and l + 8 in the two halves of one register, then an 8 x 8 transpose in each
+ * half. Offsets are in floats from xc and may point before it where masked out (the addresses
+ * are formed as integers). */
+__attribute__((target("avx512f"))) static void wino_rows_avx512(const float *xc, const ptrdiff_t off[16],
+                                                                const uint8_t cols[16], const uint16_t rows[8], int W,
+                                                                int n, float d[36][16]) {
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
+    const uintptr_t base = (uintptr_t)xc;
+    for (int r = 0; r < n; r++) {
+        __m512 R[8]; // R[i] = row r of lane i's tile (floats 0-7) | of lane i + 8's (floats 8-15)
+        for (int i = 0; i < 8; i++) {
+            const __mmask16 m0 = (__mmask16)((rows[r] >> i & 1u) ? cols[i] : 0u);
+            const __mmask16 m1 = (__mmask16)((rows[r] >> (i + 8) & 1u) ? (unsigned)cols[i + 8] << 8 : 0u);
+            const ptrdiff_t o0 = off[i] + (ptrdiff_t)r * W, o1 = off[i + 8] + (ptrdiff_t)r * W - 8;
+            R[i] = _mm512_maskz_loadu_ps(m0, (const void *)(base + (uintptr_t)o0 * sizeof(float)));
+            R[i] = _mm512_mask_loadu_ps(R[i], m1, (const void *)(base + (uintptr_t)o1 * sizeof(float)));
         }
+        /* 8 x 8 transposes of both halves: s[c & 3 | (c & 4)] holds column c of lanes 0-3 and 8-11
+         * (s[0..3]) or 4-7 and 12-15 (s[4..7]) in its 128-bit blocks (column c + 4 in blocks 1, 3) */
+        __m512 t[8], s[8];
+        for (int q = 0; q < 4; q++) {
+            t[2 * q] = _mm512_unpacklo_ps(R[2 * q], R[2 * q + 1]);
+            t[2 * q + 1] = _mm512_unpackhi_ps(R[2 * q], R[2 * q + 1]);
+        }
+        for (int h = 0; h < 2; h++) {
+            s[4 * h + 0] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+            s[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+            s[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+            s[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+        }
+        for (int c = 0; c < n; c++)
+            _mm512_storeu_ps(d[r * n + c], _mm512_permutex2var_ps(s[c & 3], c < 4 ? lo : hi, s[4 + (c & 3)]));
+    }
 }
 #endif
 
@@ -558,17 +585,16 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
         plane[l] = (size_t)b * j->cin * H * W;
         inner[l] = iy0[l] >= 0 && ix0[l] >= 0 && iy0[l] + n <= H && ix0[l] + n <= W;
     }
-#if CONV_GATHER
-    /* gathers need 32-bit offsets: images of the whole input below 2^31 floats */
-    const int gather =
-        j->ctx->k->path == GEMM_PATH_AVX512 && (double)j->T / j->TI * j->cin * H * W < 2147483647.0 - 8.0 * W;
-    int32_t idx[16];
-    uint16_t rows[6] = {0}, cols[6] = {0};
+#if CONV_ROWLOAD
+    const int rowload = j->ctx->k->path == GEMM_PATH_AVX512;
+    ptrdiff_t off[16];
+    uint16_t rows[8] = {0}; // bit l: row r of lane l's tile is inside the image
+    uint8_t cols[16] = {0}; // bit c: column c of lane l's tile is inside the image
     for (int l = 0; l < 16; l++) {
-        idx[l] = (int32_t)plane[l] + iy0[l] * W + ix0[l];
+        off[l] = (ptrdiff_t)plane[l] + (ptrdiff_t)iy0[l] * W + ix0[l];
         for (int r = 0; r < n; r++) {
             if (valid[l] && iy0[l] + r >= 0 && iy0[l] + r < H) rows[r] |= (uint16_t)(1u << l);
-            if (ix0[l] + r >= 0 && ix0[l] + r < W) cols[r] |= (uint16_t)(1u << l);
+            if (ix0[l] + r >= 0 && ix0[l] + r < W) cols[l] |= (uint8_t)(1u << r);
         }
     }
 #endif
@@ -576,9 +602,9 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
     const int ci1 = min_i(j->cin, (cb + 1) * WINO_CI_BLOCK);
     for (int ci = cb * WINO_CI_BLOCK; ci < ci1; ci++) {
         float d[36][16], t[36][16]; // [r * n + c][lane]
-#if CONV_GATHER
-        if (gather)
-            wino_gather_avx512(j->x + (size_t)ci * H * W, idx, rows, cols, W, n, d);
+#if CONV_ROWLOAD
+        if (rowload)
+            wino_rows_avx512(j->x + (size_t)ci * H * W, off, cols, rows, W, n, d);
         else
 #endif
             for (int l = 0; l < 16; l++) {

@@ -29,7 +29,7 @@
 /* The kernel choices of a model: set once (op_kernels_init, at load), read-only afterwards, so
  * two models may run side by side with different kernels. No kernel reads the environment. */
 typedef struct op_kernels {
-    gemm_path path;    /* ISA path of the own kernels (GEMM tiles; the Winograd gathers) */
+    gemm_path path;    /* ISA path of the own kernels (GEMM tiles; the Winograd row loads) */
     gemm_tile_fn tile; /* gemm_tile_for(path) */
     int blas;          /* 1: the matrix products go through cblas_sgemm (op_blas_available()) */
     int winograd;      /* 1: Winograd for the 3x3 convolutions where it applies; 0: direct only */
