@@ -526,8 +526,8 @@ typedef struct wino_job {
 } wino_job;
 
 #if CONV_ROWLOAD
-/* d[r * n + c][l] = xc[off[l] + r * W + c] where bit l of rows[r] and bit c of cols[l] are set,
- * else 0: the same values as the scalar loop of wino_input_body, for an input tile of n <= 8
+/* d[r * n + c][l] = xc[off[l] + r * W + c] where bit c of mask[r][l] is set (bit 8 + c for
+ * lanes l >= 8), else 0: the same values as the scalar loop of wino_input_body, for an input tile of n <= 8
  * columns, without gathers (a 16-lane gather was ~50 cycles on Zen 4; the 36 gathers of an F(4x4)
  * tile were 70 % of its input transform). Per row r: one masked load of the tile's row segment
  * per lane (masked-out elements are never read, so padding and lanes past the last tile cost no
@@ -535,19 +535,17 @@ typedef struct wino_job {
  * half. Offsets are in floats from xc and may point before it where masked out (the addresses
  * are formed as integers). */
 __attribute__((target("avx512f"))) static void wino_rows_avx512(const float *xc, const ptrdiff_t off[16],
-                                                                const uint8_t cols[16], const uint16_t rows[8], int W,
-                                                                int n, float d[36][16]) {
+                                                                const uint16_t mask[8][16], int W, int n,
+                                                                float d[36][16]) {
     const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
     const uintptr_t base = (uintptr_t)xc;
     for (int r = 0; r < n; r++) {
         __m512 R[8]; // R[i] = row r of lane i's tile (floats 0-7) | of lane i + 8's (floats 8-15)
         for (int i = 0; i < 8; i++) {
-            const __mmask16 m0 = (__mmask16)((rows[r] >> i & 1u) ? cols[i] : 0u);
-            const __mmask16 m1 = (__mmask16)((rows[r] >> (i + 8) & 1u) ? (unsigned)cols[i + 8] << 8 : 0u);
             const ptrdiff_t o0 = off[i] + (ptrdiff_t)r * W, o1 = off[i + 8] + (ptrdiff_t)r * W - 8;
-            R[i] = _mm512_maskz_loadu_ps(m0, (const void *)(base + (uintptr_t)o0 * sizeof(float)));
-            R[i] = _mm512_mask_loadu_ps(R[i], m1, (const void *)(base + (uintptr_t)o1 * sizeof(float)));
+            R[i] = _mm512_maskz_loadu_ps(mask[r][i], (const void *)(base + (uintptr_t)o0 * sizeof(float)));
+            R[i] = _mm512_mask_loadu_ps(R[i], mask[r][i + 8], (const void *)(base + (uintptr_t)o1 * sizeof(float)));
         }
         /* 8 x 8 transposes of both halves: s[c & 3 | (c & 4)] holds column c of lanes 0-3 and 8-11
          * (s[0..3]) or 4-7 and 12-15 (s[4..7]) in its 128-bit blocks (column c + 4 in blocks 1, 3) */
@@ -588,14 +586,14 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
 #if CONV_ROWLOAD
     const int rowload = j->ctx->k->path == GEMM_PATH_AVX512;
     ptrdiff_t off[16];
-    uint16_t rows[8] = {0}; // bit l: row r of lane l's tile is inside the image
-    uint8_t cols[16] = {0}; // bit c: column c of lane l's tile is inside the image
+    uint16_t mask[8][16] = {{0}}; // the elements of row r of lane l's tile inside the image (once per task)
     for (int l = 0; l < 16; l++) {
         off[l] = (ptrdiff_t)plane[l] + (ptrdiff_t)iy0[l] * W + ix0[l];
-        for (int r = 0; r < n; r++) {
-            if (valid[l] && iy0[l] + r >= 0 && iy0[l] + r < H) rows[r] |= (uint16_t)(1u << l);
-            if (ix0[l] + r >= 0 && ix0[l] + r < W) cols[l] |= (uint8_t)(1u << r);
-        }
+        unsigned cols = 0;
+        for (int c = 0; c < n; c++)
+            if (ix0[l] + c >= 0 && ix0[l] + c < W) cols |= 1u << c;
+        for (int r = 0; r < n; r++)
+            if (valid[l] && iy0[l] + r >= 0 && iy0[l] + r < H) mask[r][l] = (uint16_t)(l < 8 ? cols : cols << 8);
     }
 #endif
     const size_t vs = (size_t)j->nsmax * j->cin * 16; // V stride between components
@@ -604,7 +602,7 @@ INLINE void wino_input_body(const wino_job *j, size_t task, const int m) {
         float d[36][16], t[36][16]; // [r * n + c][lane]
 #if CONV_ROWLOAD
         if (rowload)
-            wino_rows_avx512(j->x + (size_t)ci * H * W, off, cols, rows, W, n, d);
+            wino_rows_avx512(j->x + (size_t)ci * H * W, off, (const uint16_t(*)[16])mask, W, n, d);
         else
 #endif
             for (int l = 0; l < 16; l++) {
